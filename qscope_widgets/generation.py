@@ -1,0 +1,124 @@
+"""Steered generation, token by token, with the unsteered baseline from the same seed beside it.
+
+A hand-written loop over the model's own KV cache (rather than ``model.generate``) so the steering hooks know the
+absolute position of every token (``positions="generated"`` edits only new tokens) and so each token can be
+streamed to a callback (a widget) the moment it exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import Tensor
+
+from .errors import QScopeError
+from .hooks import resolve_edits, residual_hooks
+from .steering import SteeringEdit, SteeringLike, as_edits
+
+if TYPE_CHECKING:
+    from .scope import PromptLike, Scope
+
+
+@dataclass
+class Generation:
+    """A steered continuation and (optionally) its baseline."""
+
+    prompt: str | None
+    steering: tuple[SteeringEdit, ...]
+    token_ids: list[int]
+    tokens: list[str]
+    text: str
+    baseline_token_ids: list[int] = field(default_factory=list)
+    baseline_tokens: list[str] = field(default_factory=list)
+    baseline_text: str | None = None
+    seed: int | None = None
+
+    def __repr__(self) -> str:
+        return f"Generation(text={self.text!r}, baseline_text={self.baseline_text!r})"
+
+    def to_dataframe(self):
+        import pandas as pd
+
+        n = max(len(self.tokens), len(self.baseline_tokens))
+        pad = lambda xs: list(xs) + [None] * (n - len(xs))  # noqa: E731
+        return pd.DataFrame({"step": range(n), "steered": pad(self.tokens), "baseline": pad(self.baseline_tokens)})
+
+
+def _sample(logits: Tensor, temperature: float, top_p: float, gen: torch.Generator | None) -> int:
+    if temperature == 0.0:
+        return int(logits.argmax())
+    probs = (logits.float() / temperature).softmax(-1)
+    if top_p < 1.0:
+        sp, si = probs.sort(descending=True)
+        keep = sp.cumsum(-1) - sp < top_p
+        probs = torch.zeros_like(probs).scatter_(-1, si[keep], sp[keep])
+        probs /= probs.sum()
+    return int(torch.multinomial(probs.cpu(), 1, generator=gen))
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers >= 5.2x calls the KV cache ``cache``; older versions ``past_key_values``."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+@torch.inference_mode()
+def _continue(scope: "Scope", ids: Tensor, edits: tuple[SteeringEdit, ...], max_new_tokens: int, seed: int | None,
+              temperature: float, top_p: float, on_token: Callable[[int, str], Any] | None,
+              eos: set[int]) -> list[int]:
+    prompt_len = ids.shape[1]
+    limit = scope.max_context or 10**9
+    steps = min(max_new_tokens, limit - prompt_len)
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    resolved = resolve_edits(edits, scope.saes, scope.n_layers, prompt_len, max_len=prompt_len + steps)
+    out_ids: list[int] = []
+    cache_arg = _cache_argument(scope.model)
+    with residual_hooks(scope.layers, edits=resolved, prompt_len=prompt_len) as session:
+        past = None
+        cur = ids
+        for step in range(steps):
+            out = scope.model(input_ids=cur, use_cache=True, **({cache_arg: past} if past is not None else {}))
+            past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            session.offset += cur.shape[1]
+            nxt = _sample(out.logits[0, -1], temperature, top_p, gen)
+            out_ids.append(nxt)
+            if on_token is not None:
+                on_token(step, scope.token_strings([nxt])[0])
+            if nxt in eos:
+                break
+            cur = torch.tensor([[nxt]], device=ids.device)
+    return out_ids
+
+
+def generate(scope: "Scope", prompt: "PromptLike", steering: SteeringLike = None, *, max_new_tokens: int = 32,
+             seed: int | None = 0, temperature: float = 0.0, top_p: float = 1.0,
+             on_token: Callable[[int, str, str], Any] | None = None, baseline: bool = True,
+             stop_at_eos: bool = True) -> Generation:
+    """See :meth:`Scope.generate`. ``on_token(step, token, which)`` gets ``which`` = ``"steered"``/``"baseline"``."""
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise QScopeError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if not (temperature >= 0.0) or temperature != temperature:
+        raise QScopeError(f"temperature must be >= 0, got {temperature!r}")
+    if not 0.0 < top_p <= 1.0:
+        raise QScopeError(f"top_p must be in (0, 1], got {top_p!r}")
+    ids = scope.tokenize(prompt)
+    edits = as_edits(steering)
+    eos_id = getattr(scope.tokenizer, "eos_token_id", None)
+    eos = {int(eos_id)} if (stop_at_eos and eos_id is not None) else set()
+
+    def stream(which: str):
+        return None if on_token is None else (lambda step, tok: on_token(step, tok, which))
+
+    with scope._lock:
+        steered = _continue(scope, ids, edits, max_new_tokens, seed, temperature, top_p, stream("steered"), eos)
+        base = (_continue(scope, ids, (), max_new_tokens, seed, temperature, top_p, stream("baseline"), eos)
+                if baseline else [])
+    decode = lambda xs: scope.tokenizer.decode(xs, skip_special_tokens=True)  # noqa: E731
+    return Generation(
+        prompt=prompt if isinstance(prompt, str) else None, steering=edits, token_ids=steered,
+        tokens=scope.token_strings(steered), text=decode(steered), baseline_token_ids=base,
+        baseline_tokens=scope.token_strings(base), baseline_text=decode(base) if baseline else None, seed=seed,
+    )

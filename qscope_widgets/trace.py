@@ -1,0 +1,137 @@
+"""The result of one hooked forward pass: compact, sparse, and also a set of pandas views.
+
+A trace never holds a dense ``(seq, d_sae)`` tensor (81,920 floats per token for Qwen3.5-27B): per layer it keeps
+the active features' ids and values ``(seq, k)``, the reconstruction error per token, and the L0; for the logits,
+the top-n next-token predictions at every position plus the full logits of the last position only. All tensors are
+on the CPU, detached, so a trace can be kept, pickled, and shipped to a widget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import FeatureIndexError, UnknownLayerError
+from .steering import SteeringEdit
+
+
+@dataclass
+class LayerCodes:
+    """SAE codes of one layer for every token of a prompt."""
+
+    layer: int
+    ids: Tensor  # (seq, k) int64, each row by value descending
+    values: Tensor  # (seq, k) float32
+    recon_error: Tensor  # (seq,) ||x - x_hat|| / ||x||
+    l0: Tensor  # (seq,) active (non-zero) features per token
+    residual_norm: Tensor  # (seq,) ||x||
+    d_sae: int
+
+    def activation_of(self, feature: int) -> Tensor:
+        """``(seq,)`` code of one feature at every token (0 where it is not among the active ones)."""
+        f = int(feature)
+        if not 0 <= f < self.d_sae:
+            raise FeatureIndexError(f"feature {feature} is out of range for layer {self.layer}: 0..{self.d_sae - 1}")
+        return (self.values * (self.ids == f)).sum(-1)
+
+    def dense(self) -> Tensor:
+        """The full ``(seq, d_sae)`` codes; for small SAEs and tests only."""
+        return torch.zeros(self.ids.shape[0], self.d_sae).scatter_(-1, self.ids, self.values)
+
+    def strongest(self) -> tuple[Tensor, Tensor]:
+        """Per token, the strongest feature id and its value."""
+        return self.ids[:, 0], self.values[:, 0]
+
+
+@dataclass
+class Trace:
+    """Tokens, per-layer SAE codes and next-token predictions of one (possibly steered) run."""
+
+    token_ids: Tensor  # (seq,)
+    tokens: list[str]
+    layers: dict[int, LayerCodes]
+    next_ids: Tensor  # (seq, top_n)
+    next_probs: Tensor  # (seq, top_n)
+    next_token_strs: list[list[str]]
+    logits_last: Tensor  # (vocab,)
+    steering: tuple[SteeringEdit, ...] = ()
+    prompt: str | None = None
+    residuals: dict[int, Tensor] | None = None  # (seq, d_model) per captured layer, when asked for
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __repr__(self) -> str:
+        steer = f", steering={len(self.steering)} edit(s)" if self.steering else ""
+        return f"Trace({len(self.tokens)} tokens, layers={sorted(self.layers)}{steer})"
+
+    def layer(self, layer: int) -> LayerCodes:
+        try:
+            return self.layers[layer]
+        except KeyError:
+            raise UnknownLayerError(f"this trace has no codes for layer {layer}; it holds layers {sorted(self.layers)}"
+                                    ) from None
+
+    def feature_activations(self, layer: int, feature: int) -> Tensor:
+        return self.layer(layer).activation_of(feature)
+
+    def next_tokens(self, position: int = -1) -> list[tuple[str, float]]:
+        """Top next-token predictions after ``position`` as ``(token, probability)``."""
+        return list(zip(self.next_token_strs[position], self.next_probs[position].tolist()))
+
+    # ---------------------------------------------------------------------------------------- pandas views
+    def to_dataframe(self, layer: int | None = None, *, drop_zeros: bool = True):
+        """Long format: one row per (layer, position, active feature)."""
+        import numpy as np
+        import pandas as pd
+
+        frames = []
+        for n in ([layer] if layer is not None else sorted(self.layers)):
+            c = self.layer(n)
+            seq, k = c.ids.shape
+            vals = c.values.float().numpy().ravel()
+            df = pd.DataFrame({
+                "layer": np.full(seq * k, n, dtype=np.int32),
+                "position": np.repeat(np.arange(seq, dtype=np.int32), k),
+                "token": np.repeat(np.array(self.tokens, dtype=object), k),
+                "feature": c.ids.numpy().ravel().astype(np.int64),
+                "activation": vals,
+                "rank": np.tile(np.arange(k, dtype=np.int32), seq),
+            })
+            frames.append(df[df.activation != 0] if drop_zeros else df)
+        cols = ["layer", "position", "token", "feature", "activation", "rank"]
+        if not frames:
+            return pd.DataFrame(columns=cols)
+        return pd.concat(frames, ignore_index=True)
+
+    def top_features(self, layer: int, position: int | None = None, n: int = 10, *, skip_first: bool = False):
+        """The strongest features of one token, or of the whole prompt (max over positions)."""
+        df = self.to_dataframe(layer)
+        if position is not None:
+            pos = position if position >= 0 else len(self.tokens) + position
+            df = df[df.position == pos]
+        elif skip_first:
+            df = df[df.position > 0]
+        df = df.sort_values("activation", ascending=False).drop_duplicates("feature")
+        return df.head(n)[["feature", "activation", "position", "token"]].reset_index(drop=True)
+
+    def tokens_dataframe(self):
+        """One row per token, with per-layer reconstruction error and L0."""
+        import pandas as pd
+
+        df = pd.DataFrame({"position": range(len(self.tokens)), "token": self.tokens,
+                           "token_id": self.token_ids.tolist()})
+        for n, c in sorted(self.layers.items()):
+            df[f"recon_error_L{n}"] = c.recon_error.numpy()
+            df[f"l0_L{n}"] = c.l0.numpy()
+        return df
+
+    def next_token_dataframe(self, position: int = -1):
+        import pandas as pd
+
+        rows = self.next_tokens(position)
+        return pd.DataFrame(rows, columns=["token", "probability"])
