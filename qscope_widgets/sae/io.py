@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..errors import SAEFormatError, SAEShapeError
+from ..errors import SAEFormatError
 from .config import SAEConfig
 from .model import RELEASE_KEYS, SparseAutoencoder
 
@@ -119,6 +119,8 @@ def load_sae(
             :func:`default_cache_dir`.
     """
     path = Path(path)
+    if not path.exists():
+        raise SAEFormatError(f"SAE file not found: {path}")
     if path.is_dir():
         return _load_saelens_folder(path, cfg=cfg, d_model=d_model, device=device, dtype=dtype, **cfg_fields)
     if path.suffix == ".safetensors":
