@@ -231,16 +231,16 @@ class Scope:
             logits = out.logits[0].float()
             codes = {n: self._encode_layer(n, saes[n], session.captured[n][0]) for n in layer_list}
             residuals = ({n: session.captured[n][0].float().cpu() for n in layer_list} if return_residuals else None)
-        probs = logits.softmax(-1)
-        top_p, top_i = probs.topk(min(top_n, probs.shape[-1]), dim=-1)
+        # top-n of the logits, normalised by logsumexp: no (seq, vocab) softmax is materialised
+        top_l, top_i = logits.topk(min(top_n, logits.shape[-1]), dim=-1)
+        top_p = (top_l - logits.logsumexp(-1, keepdim=True)).exp()
         top_i = top_i.cpu()
-        vocab_strs = [self.token_strings(row) for row in top_i.tolist()]
         tokens = self.token_strings(ids[0])
         return Trace(
             token_ids=ids[0].cpu(), tokens=tokens, layers=codes, next_ids=top_i, next_probs=top_p.cpu(),
-            next_token_strs=vocab_strs, logits_last=logits[-1].cpu(), steering=edits,
+            logits_last=logits[-1].cpu(), steering=edits,
             prompt=prompt if isinstance(prompt, str) else None, residuals=residuals,
-            meta={"latency_s": time.perf_counter() - t0, "model": self.name},
+            meta={"latency_s": time.perf_counter() - t0, "model": self.name}, token_decoder=self.token_strings,
         )
 
     @staticmethod

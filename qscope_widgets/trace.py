@@ -9,7 +9,7 @@ on the CPU, detached, so a trace can be kept, pickled, and shipped to a widget.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -55,12 +55,23 @@ class Trace:
     layers: dict[int, LayerCodes]
     next_ids: Tensor  # (seq, top_n)
     next_probs: Tensor  # (seq, top_n)
-    next_token_strs: list[list[str]]
     logits_last: Tensor  # (vocab,)
     steering: tuple[SteeringEdit, ...] = ()
     prompt: str | None = None
     residuals: dict[int, Tensor] | None = None  # (seq, d_model) per captured layer, when asked for
     meta: dict[str, Any] = field(default_factory=dict)
+    token_decoder: Callable[[list[int]], list[str]] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def next_token_strs(self) -> list[list[str]]:
+        """Readable strings of ``next_ids``, decoded on first use (not on the hot path of every run)."""
+        cached = self.meta.get("_next_token_strs")
+        if cached is None:
+            if self.token_decoder is None:
+                raise RuntimeError("this trace has no tokenizer to decode next-token ids with")
+            cached = [self.token_decoder(row) for row in self.next_ids.tolist()]
+            self.meta["_next_token_strs"] = cached
+        return cached
 
     def __len__(self) -> int:
         return len(self.tokens)
