@@ -119,3 +119,9 @@ def scope(request, tokenizer, sae_folder):
 
     model = request.getfixturevalue(request.param)
     return Scope(model, tokenizer, str(sae_folder))
+
+
+def hook_snapshot(scope) -> list[tuple]:
+    """Forward hooks on every decoder layer. transformers installs its own persistent output-recording hooks the
+    first time ``output_hidden_states`` is used, so tests compare snapshots rather than expecting none."""
+    return [tuple(layer._forward_hooks) + tuple(layer._forward_pre_hooks) for layer in scope.layers]

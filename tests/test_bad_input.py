@@ -7,7 +7,7 @@ from qscope_widgets import SteeringEdit
 from qscope_widgets.errors import (FeatureIndexError, PromptError, QScopeError, SAEShapeError, SteeringError,
                                    UnknownLayerError)
 
-from conftest import make_saes
+from conftest import hook_snapshot, make_saes
 
 
 @pytest.mark.parametrize(
@@ -30,10 +30,11 @@ from conftest import make_saes
 )
 def test_bad_run_input_is_named_and_scope_recovers(scope, kwargs, error, match):
     base = scope.run("The quick brown fox", layers=[3])
+    hooks = hook_snapshot(scope)
     args = {"prompt": "The quick brown fox", "layers": [3], **kwargs}
     with pytest.raises(error, match=match):
         scope.run(args.pop("prompt"), **args)
-    assert all(not layer._forward_hooks for layer in scope.layers)
+    assert hook_snapshot(scope) == hooks
     again = scope.run("The quick brown fox", layers=[3])
     assert torch.equal(again.logits_last, base.logits_last)
 

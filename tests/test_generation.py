@@ -6,6 +6,8 @@ import torch
 from qscope_widgets import SteeringEdit
 from qscope_widgets.errors import QScopeError
 
+from conftest import hook_snapshot
+
 
 def test_zero_strength_equals_baseline_and_streams(scope):
     seen = []
@@ -31,9 +33,10 @@ def test_greedy_generation_matches_a_manual_loop(scope):
 
 
 def test_strong_steering_changes_the_continuation(scope):
+    hooks = hook_snapshot(scope)
     g = scope.generate("The quick", steering=[SteeringEdit(2, 11, 40.0)], max_new_tokens=6, stop_at_eos=False)
     assert g.token_ids != g.baseline_token_ids
-    assert all(not layer._forward_hooks for layer in scope.layers)
+    assert hook_snapshot(scope) == hooks
 
 
 def test_generated_positions_leave_the_prompt_alone(scope):

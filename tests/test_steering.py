@@ -9,8 +9,7 @@ from qscope_widgets.errors import SteeringError
 PROMPT = "The quick brown fox jumps over the lazy dog"
 
 
-def no_hooks_left(scope):
-    return all(not layer._forward_hooks for layer in scope.layers)
+from conftest import hook_snapshot
 
 
 def test_strength_zero_is_bit_identical(scope):
@@ -25,6 +24,7 @@ def test_strength_zero_is_bit_identical(scope):
 
 
 def test_add_changes_layer_n_by_exactly_a_times_w_dec_and_nothing_before(scope):
+    hooks = hook_snapshot(scope)
     a, f, n = 3.5, 17, 1
     base = scope.run(PROMPT, layers=[0, 1, 2, 3], return_residuals=True)
     steer = scope.run(PROMPT, layers=[0, 1, 2, 3], steering=[SteeringEdit(n, f, a)], return_residuals=True)
@@ -34,7 +34,7 @@ def test_add_changes_layer_n_by_exactly_a_times_w_dec_and_nothing_before(scope):
                                rtol=0, atol=1e-5)
     assert not torch.allclose(steer.residuals[3], base.residuals[3]), "the edit flows on to later layers"
     assert not torch.equal(steer.logits_last, base.logits_last)
-    assert no_hooks_left(scope)
+    assert hook_snapshot(scope) == hooks
 
 
 def test_positions_limit_the_edit(scope):
@@ -79,6 +79,7 @@ def test_edits_combine_and_order_does_not_matter(scope):
 
 
 def test_context_manager_removes_hooks_on_every_path(scope):
+    hooks = hook_snapshot(scope)
     ids = scope.tokenize(PROMPT)
     with torch.inference_mode():
         base = scope.model(input_ids=ids).logits
@@ -88,17 +89,18 @@ def test_context_manager_removes_hooks_on_every_path(scope):
                 steered = scope.model(input_ids=ids).logits
             assert not torch.allclose(steered, base)
             raise RuntimeError("boom")
-    assert no_hooks_left(scope)
+    assert hook_snapshot(scope) == hooks
     with pytest.raises(KeyboardInterrupt):
         with scope.steering([SteeringEdit(1, 5, 30.0)]):
             raise KeyboardInterrupt
-    assert no_hooks_left(scope)
+    assert hook_snapshot(scope) == hooks
     with torch.inference_mode():
         after = scope.model(input_ids=ids).logits
     assert torch.equal(after, base)
 
 
 def test_error_inside_a_steered_forward_leaves_the_model_clean(scope, monkeypatch):
+    hooks = hook_snapshot(scope)
     base = scope.run(PROMPT, layers=[3])
     calls = {"n": 0}
     orig = scope.model.forward
@@ -111,7 +113,7 @@ def test_error_inside_a_steered_forward_leaves_the_model_clean(scope, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         scope.run(PROMPT, layers=[3], steering=[SteeringEdit(1, 5, 30.0)])
     monkeypatch.setattr(scope.model, "forward", orig)
-    assert calls["n"] == 1 and no_hooks_left(scope)
+    assert calls["n"] == 1 and hook_snapshot(scope) == hooks
     again = scope.run(PROMPT, layers=[3])
     assert torch.equal(again.logits_last, base.logits_last)
     assert torch.equal(again.layers[3].values, base.layers[3].values)
