@@ -73,6 +73,14 @@ class Trace:
             self.meta["_next_token_strs"] = cached
         return cached
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the tokenizer-bound decoder (it would drag the whole Scope along)."""
+        if self.token_decoder is not None:
+            _ = self.next_token_strs
+        state = dict(self.__dict__)
+        state["token_decoder"] = None
+        return state
+
     def __len__(self) -> int:
         return len(self.tokens)
 

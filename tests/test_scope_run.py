@@ -101,3 +101,14 @@ def test_from_pretrained_round_trip(tmp_path, qwen35, tokenizer, sae_folder):
     b = Scope(qwen35, tokenizer, str(sae_folder)).run("The quick brown fox", layers=[1])
     torch.testing.assert_close(a.logits_last, b.logits_last)
     assert "Scope(" in repr(scope)
+
+
+def test_trace_pickles_without_the_model(scope):
+    import pickle
+
+    tr = scope.run("The quick brown fox", layers=[1])
+    blob = pickle.dumps(tr)
+    assert len(blob) < 200_000, "a trace is compact: no model, no dense codes"
+    back = pickle.loads(blob)
+    assert back.next_token_strs == tr.next_token_strs and back.tokens == tr.tokens
+    assert torch.equal(back.layers[1].ids, tr.layers[1].ids)
