@@ -154,3 +154,19 @@ def residual_hooks(
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def patch_residual(layers: nn.ModuleList, layer: int, fn) -> Iterator[None]:
+    """Replace layer ``layer``'s output ``h`` by ``fn(h)`` for the block (activation patching, SAE splicing)."""
+
+    def hook(module: nn.Module, args, output):
+        h = output[0] if isinstance(output, tuple) else output
+        new_h = fn(h)
+        return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h
+
+    handle = layers[layer].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()

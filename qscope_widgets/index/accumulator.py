@@ -1,0 +1,151 @@
+"""Streaming per-feature statistics and top-N activating contexts, with memory bounded by ``d_sae``.
+
+Everything works on the sparse codes of a batch (``(tokens, k)`` ids and values), never on a dense
+``(tokens, d_sae)`` tensor:
+
+* counts, sums and maxima are ``index_add`` / ``scatter_reduce`` into ``(d_sae,)`` vectors;
+* a histogram per feature over fixed log-spaced bins (quantiles are read from it at the end);
+* activation mass per corpus group (e.g. per genre or per source), when groups are given;
+* the top-N contexts per feature: a ``(d_sae, N)`` buffer merged with each batch. Only features that received a
+  candidate above their current N-th value are touched, and each candidate carries its token window and the
+  feature's activations over that window, gathered while the batch's codes are at hand.
+
+The whole state is a dict of tensors (:meth:`state_dict`), so a build can checkpoint and resume exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+HIST_LO, HIST_HI, HIST_BINS = -3.0, 3.0, 48  # log10 activation bins: 1e-3 .. 1e3
+
+
+def hist_edges() -> Tensor:
+    return torch.logspace(HIST_LO, HIST_HI, HIST_BINS + 1)
+
+
+class FeatureAccumulator:
+    def __init__(self, d_sae: int, *, top_n: int = 10, left: int = 12, right: int = 4, n_groups: int = 0):
+        self.d_sae, self.top_n, self.left, self.right = d_sae, top_n, left, right
+        self.window = left + 1 + right
+        self.n_groups = n_groups
+        self.tokens = 0
+        self.count = torch.zeros(d_sae, dtype=torch.long)
+        self.sum = torch.zeros(d_sae, dtype=torch.float64)
+        self.max = torch.zeros(d_sae)
+        self.hist = torch.zeros(d_sae, HIST_BINS, dtype=torch.long)
+        self.group_mass = torch.zeros(d_sae, max(n_groups, 1), dtype=torch.float64)
+        self.top_vals = torch.zeros(d_sae, top_n)
+        self.top_refs = torch.full((d_sae, top_n, 2), -1, dtype=torch.long)  # (document, token position)
+        self.top_tokens = torch.full((d_sae, top_n, self.window), -1, dtype=torch.long)
+        self.top_acts = torch.zeros(d_sae, top_n, self.window, dtype=torch.float16)
+
+    # ------------------------------------------------------------------------------------------ one batch
+    def update(self, ids: Tensor, values: Tensor, input_ids: Tensor, lengths: Tensor, doc: Tensor, start: Tensor,
+               group: Tensor | None = None) -> None:
+        """Add one batch.
+
+        Args:
+            ids, values: ``(B, S, k)`` sparse codes of a right-padded batch.
+            input_ids: ``(B, S)`` token ids; ``lengths`` ``(B,)`` real lengths; ``doc`` / ``start`` ``(B,)``: the
+                document of each row and the token offset of the row inside it; ``group`` ``(B,)`` group ids.
+        """
+        B, S, k = ids.shape
+        valid = torch.arange(S)[None, :] < lengths[:, None]  # (B, S)
+        self.tokens += int(valid.sum())
+        active = (values > 0) & valid[..., None]
+        row, pos, slot = active.nonzero(as_tuple=True)
+        f = ids[row, pos, slot]
+        v = values[row, pos, slot].float()
+        self.count.index_add_(0, f, torch.ones_like(f))
+        self.sum.index_add_(0, f, v.double())
+        self.max.scatter_reduce_(0, f, v, reduce="amax")
+        b = torch.bucketize(v.clamp(10**HIST_LO, 10**HIST_HI * 0.999).log10(),
+                            torch.linspace(HIST_LO, HIST_HI, HIST_BINS + 1)[1:-1])
+        self.hist.view(-1).index_add_(0, f * HIST_BINS + b, torch.ones_like(f))
+        if group is not None:
+            g = group[row]
+            self.group_mass.view(-1).index_add_(0, f * self.group_mass.shape[1] + g, v.double())
+        self._merge_top(f, v, row, pos, ids, values, input_ids, lengths, doc, start)
+
+    def _merge_top(self, f, v, row, pos, ids, values, input_ids, lengths, doc, start) -> None:
+        N = self.top_n
+        keep = v > self.top_vals[f, -1]
+        if not keep.any():
+            return
+        f, v, row, pos = f[keep], v[keep], row[keep], pos[keep]
+        # at most N candidates per feature from this batch
+        f, v, row, pos = _top_per_group(f, v, N, row, pos)
+        # gather the token window and the feature's activation over it
+        offs = torch.arange(-self.left, self.right + 1)
+        wpos = pos[:, None] + offs[None, :]  # (M, W)
+        inside = (wpos >= 0) & (wpos < lengths[row][:, None])
+        wpos_c = wpos.clamp(0, ids.shape[1] - 1)
+        wtok = torch.where(inside, input_ids[row[:, None], wpos_c], torch.full_like(wpos, -1))
+        wids = ids[row[:, None], wpos_c]  # (M, W, k)
+        wvals = values[row[:, None], wpos_c]
+        wact = ((wids == f[:, None, None]) * wvals).sum(-1) * inside
+        refs = torch.stack([doc[row], start[row] + pos], dim=1)
+        # merge with the buffers of the touched features
+        uf, g = torch.unique(f, return_inverse=True)
+        U = len(uf)
+        all_v = torch.cat([self.top_vals[uf].reshape(-1), v])
+        all_g = torch.cat([torch.arange(U).repeat_interleave(N), g])
+        order = torch.argsort(all_v, descending=True, stable=True)
+        order = order[torch.argsort(all_g[order], stable=True)]
+        grp = all_g[order]
+        first = torch.searchsorted(grp, torch.arange(U))
+        rank = torch.arange(len(order)) - first[grp]
+        sel = rank < N
+        src, dst_g, dst_r = order[sel], grp[sel], rank[sel]
+        old_n = U * N
+
+        def pick(old: Tensor, new: Tensor) -> Tensor:
+            flat_old = old[uf].reshape(old_n, *old.shape[2:])
+            return torch.cat([flat_old, new.to(old.dtype)])[src]
+
+        new_vals = torch.empty(U, N)
+        new_vals[dst_g, dst_r] = all_v[src]
+        self.top_vals[uf] = new_vals
+        for name, new in (("top_refs", refs), ("top_tokens", wtok), ("top_acts", wact)):
+            buf = getattr(self, name)
+            chosen = pick(buf, new)
+            block = torch.empty((U, N) + tuple(buf.shape[2:]), dtype=buf.dtype)
+            block[dst_g, dst_r] = chosen
+            buf[uf] = block
+
+    # ------------------------------------------------------------------------------------------ results
+    def quantiles(self, qs=(0.5, 0.9, 0.99)) -> Tensor:
+        """``(d_sae, len(qs))`` activation quantiles (bin upper edges) over the tokens where a feature fired."""
+        cum = self.hist.cumsum(1).double()
+        tot = cum[:, -1:].clamp_min(1)
+        edges = hist_edges()[1:]
+        out = []
+        for q in qs:
+            idx = (cum / tot < q).sum(1).clamp(max=HIST_BINS - 1)
+            out.append(torch.where(self.count > 0, edges[idx], torch.zeros(())))
+        return torch.stack(out, 1)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in ("count", "sum", "max", "hist", "group_mass", "top_vals",
+                                                        "top_refs", "top_tokens", "top_acts")} | {
+            "tokens": torch.tensor(self.tokens)}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        for name, t in state.items():
+            if name == "tokens":
+                self.tokens = int(t)
+            else:
+                getattr(self, name).copy_(t)
+
+
+def _top_per_group(f: Tensor, v: Tensor, n: int, *payload: Tensor) -> tuple[Tensor, ...]:
+    """Keep the ``n`` largest ``v`` of each ``f`` group (ties: first seen)."""
+    order = torch.argsort(v, descending=True, stable=True)
+    order = order[torch.argsort(f[order], stable=True)]
+    fs = f[order]
+    first = torch.searchsorted(fs, fs, right=False)
+    rank = torch.arange(len(fs)) - first
+    order = order[rank < n]
+    return (f[order], v[order]) + tuple(p[order] for p in payload)

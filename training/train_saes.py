@@ -1,0 +1,151 @@
+"""Train one TopK SAE per layer on the demo model's residual stream, in the Qwen-Scope layout.
+
+Recipe (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", as Qwen-Scope's TopK SAEs): width 16 x
+d_model, k = 12 (the L0_100 releases' ratio: 100 / 2048 d_model = 12.5 / 256), unit-norm decoder columns (gradient
+parallel to them removed), tied initialisation, b_dec initialised to the data mean, Adam, and AuxK (k_aux =
+d_model / 2, coefficient 1/32) on features that have not fired for 20k tokens, against dead features. The SAE is
+our package's own ``SparseAutoencoder`` (one implementation for training and use); the encoder is exactly the
+release's (no b_dec subtraction, ReLU after top-k).
+
+    python -m training.train_saes [--tokens 600000] [--epochs 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from qscope_widgets.sae import SAEConfig, SparseAutoencoder
+from qscope_widgets.sae.io import save_qwen_scope_layer, write_release_config
+
+from .build_corpus import WORK
+from .train_model import OUT as MODEL_DIR, SEQ, token_stream
+
+OUT = WORK / "saes"
+EXPANSION = 16
+K = 12
+DEAD_AFTER_TOKENS = 20_000
+AUX_COEF = 1 / 32
+
+
+def sample_windows(streams: dict[str, torch.Tensor], n_tokens: int, seed: int) -> torch.Tensor:
+    """Random SEQ-token windows, equal share per genre."""
+    g = torch.Generator().manual_seed(seed)
+    per = n_tokens // SEQ // len(streams)
+    rows = []
+    for s in streams.values():
+        starts = torch.randint(len(s) - SEQ - 1, (per,), generator=g)
+        rows.extend(s[i:i + SEQ] for i in starts.tolist())
+    return torch.stack(rows)
+
+
+@torch.no_grad()
+def collect(scope, windows: torch.Tensor, batch: int = 32) -> dict[int, torch.Tensor]:
+    out: dict[int, list[torch.Tensor]] = {n: [] for n in range(scope.n_layers)}
+    for i in range(0, len(windows), batch):
+        res = scope.residuals(windows[i:i + batch], layers=list(range(scope.n_layers)))
+        for n, r in res.items():
+            out[n].append(r.reshape(-1, r.shape[-1]).float())
+    return {n: torch.cat(v) for n, v in out.items()}
+
+
+def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, lr: float = 1e-3,
+                seed: int = 0) -> tuple[SparseAutoencoder, dict]:
+    d_model = x.shape[1]
+    cfg = SAEConfig(d_model=d_model, d_sae=EXPANSION * d_model, k=K, layer=layer)
+    g = torch.Generator().manual_seed(seed + layer)
+    sae = SparseAutoencoder(cfg)
+    sae.reset_parameters(generator=g)
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
+    steps = epochs * (len(x) // batch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.0, 1 - s / steps) ** 0.5)
+    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)
+    k_aux = d_model // 2
+    var = (x - x.mean(0)).pow(2).sum(1).mean()
+    step = 0
+    t0 = time.time()
+    for epoch in range(epochs):
+        perm = torch.randperm(len(x), generator=g)
+        for i in range(0, len(x) - batch + 1, batch):
+            xb = x[perm[i:i + batch]]
+            codes = sae.encode_sparse(xb)
+            x_hat = sae.decode_sparse(codes.ids, codes.values)
+            err = xb - x_hat
+            mse = err.pow(2).sum(1).mean() / var
+            # AuxK: let dead features reconstruct what the live ones missed
+            dead = since_fired > DEAD_AFTER_TOKENS
+            loss = mse
+            if dead.any():
+                pre = sae.pre_activations(xb)
+                pre = pre.masked_fill(~dead, float("-inf"))
+                kk = min(k_aux, int(dead.sum()))
+                av, ai = pre.topk(kk, dim=-1)
+                av = av.relu()
+                aux_hat = torch.nn.functional.embedding_bag(ai, sae.W_dec.T, per_sample_weights=av, mode="sum")
+                aux = (err.detach() - aux_hat).pow(2).sum(1).mean() / var
+                loss = loss + AUX_COEF * aux
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():  # keep decoder columns unit norm: drop the gradient along each column
+                W = sae.W_dec
+                W.grad -= (W.grad * W).sum(0, keepdim=True) * W
+            opt.step()
+            sched.step()
+            with torch.no_grad():
+                sae.W_dec.div_(sae.W_dec.norm(dim=0, keepdim=True))
+                fired = torch.zeros(cfg.d_sae, dtype=torch.bool)
+                fired[codes.ids[codes.values > 0]] = True
+                since_fired += batch
+                since_fired[fired] = 0
+            if step % 200 == 0:
+                print(f"  layer {layer} epoch {epoch} step {step}/{steps} nmse {mse.item():.4f} "
+                      f"dead {float(dead.float().mean()):.3f} {time.time() - t0:.0f}s", flush=True)
+            step += 1
+    sae.requires_grad_(False)
+    return sae, {"train_nmse": float(mse), "train_dead": float(dead.float().mean()), "steps": steps,
+                 "seconds": time.time() - t0}
+
+
+def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path = MODEL_DIR, out: Path = OUT):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from qscope_widgets import Scope
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    scope = Scope(model, tok)
+    windows = sample_windows(token_stream(tok, "train"), tokens, seed)
+    t0 = time.time()
+    acts = collect(scope, windows)
+    print(f"collected {len(windows) * SEQ} tokens x {scope.n_layers} layers in {time.time() - t0:.0f}s", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    log = {}
+    for n in range(scope.n_layers):
+        sae, info = train_layer(acts[n], n, epochs=epochs, seed=seed)
+        save_qwen_scope_layer(sae, out / f"layer{n}.sae.pt")
+        log[n] = info
+        print(f"layer {n}: {info}", flush=True)
+    write_release_config(out, sae.cfg.replace(base_model="qscope-demo (Qwen3.5 architecture, 6 layers)"),
+                         num_layers=scope.n_layers, release="qscope-demo", train_tokens=len(windows) * SEQ,
+                         epochs=epochs)
+    (out / "train_log.json").write_text(json.dumps(log, indent=2))
+    return log
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=600_000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args()
+    main(a.tokens, a.epochs, a.threads, model_dir=a.model_dir, out=a.out)
