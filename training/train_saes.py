@@ -2,8 +2,9 @@
 
 Recipe (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", as Qwen-Scope's TopK SAEs): width 16 x
 d_model, k = 12 (the L0_100 releases' ratio: 100 / 2048 d_model = 12.5 / 256), unit-norm decoder columns (gradient
-parallel to them removed), tied initialisation, b_dec initialised to the data mean, Adam, and AuxK (k_aux =
-d_model / 2, coefficient 1/32) on features that have not fired for 20k tokens, against dead features. The SAE is
+parallel to them removed), tied initialisation, b_dec initialised to the data mean, Adam; against dead features AuxK (k_aux = d_model / 2,
+coefficient 1/8, on features silent for 10k tokens), resampling of dead features at 15/30/45% of training, and k
+annealed from 4k down to k over the first 40% of training. The SAE is
 our package's own ``SparseAutoencoder`` (one implementation for training and use); the encoder is exactly the
 release's (no b_dec subtraction, ReLU after top-k).
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from qscope_widgets.sae import SAEConfig, SparseAutoencoder
+from qscope_widgets.sae import SAEConfig, SparseAutoencoder, SparseCodes
 from qscope_widgets.sae.io import save_qwen_scope_layer, write_release_config
 
 from .build_corpus import WORK
@@ -28,8 +29,34 @@ from .train_model import OUT as MODEL_DIR, SEQ, token_stream
 OUT = WORK / "saes"
 EXPANSION = 16
 K = 12
-DEAD_AFTER_TOKENS = 20_000
-AUX_COEF = 1 / 32
+DEAD_AFTER_TOKENS = 10_000
+AUX_COEF = 1 / 8
+K_START = 4 * K
+RESAMPLE_AT = (0.15, 0.3, 0.45)  # fractions of training at which dead features are re-initialised
+
+
+@torch.no_grad()
+def _resample(sae: SparseAutoencoder, opt: torch.optim.Optimizer, x: torch.Tensor, err: torch.Tensor,
+              dead: torch.Tensor, g: torch.Generator) -> None:
+    """Anthropic-style resampling: point dead features at inputs the SAE reconstructs worst."""
+    idx = dead.nonzero().flatten()
+    if len(idx) == 0:
+        return
+    loss = err.pow(2).sum(1)
+    pick = torch.multinomial(loss / loss.sum(), len(idx), replacement=True, generator=g)
+    dirs = err[pick] / err[pick].norm(dim=1, keepdim=True).clamp_min(1e-8)
+    alive_norm = sae.W_enc[~dead].norm(dim=1).mean() if (~dead).any() else torch.tensor(1.0)
+    sae.W_dec[:, idx] = dirs.T
+    sae.W_enc[idx] = dirs * alive_norm  # strong enough to enter the top-k on the inputs it was drawn from
+    sae.b_enc[idx] = sae.b_enc[~dead].mean() if (~dead).any() else 0.0
+    for p in (sae.W_enc, sae.W_dec, sae.b_enc):  # fresh Adam moments for the re-initialised entries
+        st = opt.state.get(p)
+        if st:
+            for key in ("exp_avg", "exp_avg_sq"):
+                if p is sae.W_dec:
+                    st[key][:, idx] = 0
+                else:
+                    st[key][idx] = 0
 
 
 def sample_windows(streams: dict[str, torch.Tensor], n_tokens: int, seed: int) -> torch.Tensor:
@@ -69,16 +96,21 @@ def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, 
     k_aux = d_model // 2
     var = (x - x.mean(0)).pow(2).sum(1).mean()
     step = 0
+    resample_at = {int(steps * f) for f in RESAMPLE_AT}
     t0 = time.time()
     for epoch in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x) - batch + 1, batch):
             xb = x[perm[i:i + batch]]
-            codes = sae.encode_sparse(xb)
+            # k annealing: start wide (every feature gets gradient early), reach the release's k at 40% of training
+            k_t = int(round(K + (K_START - K) * max(0.0, 1 - step / (0.4 * steps))))
+            vals, ids_ = sae.pre_activations(xb).topk(k_t, dim=-1)
+            codes = SparseCodes(ids_, vals.relu())
             x_hat = sae.decode_sparse(codes.ids, codes.values)
             err = xb - x_hat
             mse = err.pow(2).sum(1).mean() / var
-            # AuxK: let dead features reconstruct what the live ones missed
+            # AuxK: let dead features reconstruct what the live ones missed. Their pre-activations are usually
+            # negative, so the raw top-k values are used (a ReLU here would block the very gradient that revives them).
             dead = since_fired > DEAD_AFTER_TOKENS
             loss = mse
             if dead.any():
@@ -86,7 +118,6 @@ def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, 
                 pre = pre.masked_fill(~dead, float("-inf"))
                 kk = min(k_aux, int(dead.sum()))
                 av, ai = pre.topk(kk, dim=-1)
-                av = av.relu()
                 aux_hat = torch.nn.functional.embedding_bag(ai, sae.W_dec.T, per_sample_weights=av, mode="sum")
                 aux = (err.detach() - aux_hat).pow(2).sum(1).mean() / var
                 loss = loss + AUX_COEF * aux
@@ -103,16 +134,20 @@ def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, 
                 fired[codes.ids[codes.values > 0]] = True
                 since_fired += batch
                 since_fired[fired] = 0
+            if step in resample_at:
+                _resample(sae, opt, xb, err.detach(), dead, g)
+                since_fired[dead] = 0
             if step % 200 == 0:
                 print(f"  layer {layer} epoch {epoch} step {step}/{steps} nmse {mse.item():.4f} "
                       f"dead {float(dead.float().mean()):.3f} {time.time() - t0:.0f}s", flush=True)
             step += 1
     sae.requires_grad_(False)
-    return sae, {"train_nmse": float(mse), "train_dead": float(dead.float().mean()), "steps": steps,
+    return sae, {"train_nmse": float(mse.detach()), "train_dead": float(dead.float().mean()), "steps": steps,
                  "seconds": time.time() - t0}
 
 
-def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path = MODEL_DIR, out: Path = OUT):
+def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path = MODEL_DIR, out: Path = OUT,
+         layers: list[int] | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qscope_widgets import Scope
@@ -128,7 +163,7 @@ def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path 
     print(f"collected {len(windows) * SEQ} tokens x {scope.n_layers} layers in {time.time() - t0:.0f}s", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     log = {}
-    for n in range(scope.n_layers):
+    for n in layers if layers is not None else range(scope.n_layers):
         sae, info = train_layer(acts[n], n, epochs=epochs, seed=seed)
         save_qwen_scope_layer(sae, out / f"layer{n}.sae.pt")
         log[n] = info
@@ -147,5 +182,6 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--layers", type=int, nargs="*", default=None)
     a = ap.parse_args()
-    main(a.tokens, a.epochs, a.threads, model_dir=a.model_dir, out=a.out)
+    main(a.tokens, a.epochs, a.threads, model_dir=a.model_dir, out=a.out, layers=a.layers)
