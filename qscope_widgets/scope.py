@@ -305,17 +305,3 @@ class Scope:
 
         self.feature_index = FeatureIndex.load(path)
         return self.feature_index
-
-    def explore(self, prompt: str = "The quick brown fox", **kwargs: Any):
-        """The live explorer widget: heatmap, feature sidebar, steering sliders and layer scrubber."""
-        from .widgets import Explorer
-
-        return Explorer(self, prompt=prompt, **kwargs)
-
-    def feature(self, layer: int, feature: int):
-        """A dashboard widget of one feature."""
-        from .widgets import FeatureDashboard
-
-        self.sae(layer).check_feature(feature)
-        return FeatureDashboard(self, layer, feature)
-

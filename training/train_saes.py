@@ -71,10 +71,10 @@ def sample_windows(streams: dict[str, torch.Tensor], n_tokens: int, seed: int) -
 
 
 @torch.no_grad()
-def collect(scope, windows: torch.Tensor, batch: int = 32) -> dict[int, torch.Tensor]:
-    out: dict[int, list[torch.Tensor]] = {n: [] for n in range(scope.n_layers)}
+def collect(scope, windows: torch.Tensor, layers: list[int], batch: int = 32) -> dict[int, torch.Tensor]:
+    out: dict[int, list[torch.Tensor]] = {n: [] for n in layers}
     for i in range(0, len(windows), batch):
-        res = scope.residuals(windows[i:i + batch], layers=list(range(scope.n_layers)))
+        res = scope.residuals(windows[i:i + batch], layers=layers)
         for n, r in res.items():
             out[n].append(r.reshape(-1, r.shape[-1]).float())
     return {n: torch.cat(v) for n, v in out.items()}
@@ -158,21 +158,23 @@ def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     scope = Scope(model, tok)
     windows = sample_windows(token_stream(tok, "train"), tokens, seed)
+    layers = list(range(scope.n_layers)) if layers is None else layers
     t0 = time.time()
-    acts = collect(scope, windows)
+    acts = collect(scope, windows, layers)
     print(f"collected {len(windows) * SEQ} tokens x {scope.n_layers} layers in {time.time() - t0:.0f}s", flush=True)
     out.mkdir(parents=True, exist_ok=True)
-    log = {}
-    for n in layers if layers is not None else range(scope.n_layers):
+    log_path = out / "train_log.json"
+    for n in layers:
         sae, info = train_layer(acts[n], n, epochs=epochs, seed=seed)
         save_qwen_scope_layer(sae, out / f"layer{n}.sae.pt")
-        log[n] = info
+        log = json.loads(log_path.read_text()) if log_path.is_file() else {}  # several processes may share out
+        log[str(n)] = info
+        log_path.write_text(json.dumps(log, indent=2))
         print(f"layer {n}: {info}", flush=True)
     write_release_config(out, sae.cfg.replace(base_model="qscope-demo (Qwen3.5 architecture, 6 layers)"),
                          num_layers=scope.n_layers, release="qscope-demo", train_tokens=len(windows) * SEQ,
                          epochs=epochs)
-    (out / "train_log.json").write_text(json.dumps(log, indent=2))
-    return log
+    return json.loads(log_path.read_text())
 
 
 if __name__ == "__main__":
