@@ -21,25 +21,34 @@ from torch import Tensor
 HIST_LO, HIST_HI, HIST_BINS = -3.0, 3.0, 48  # log10 activation bins: 1e-3 .. 1e3
 
 
-def hist_edges() -> Tensor:
-    return torch.logspace(HIST_LO, HIST_HI, HIST_BINS + 1)
+def hist_edges(device: torch.device | str | None = None) -> Tensor:
+    """The ``HIST_BINS + 1`` log-spaced bin edges; activations outside them fall into the first / last bin."""
+    return torch.logspace(HIST_LO, HIST_HI, HIST_BINS + 1, device=device)
 
 
 class FeatureAccumulator:
-    def __init__(self, d_sae: int, *, top_n: int = 10, left: int = 12, right: int = 4, n_groups: int = 0):
+    def __init__(self, d_sae: int, *, top_n: int = 10, left: int = 12, right: int = 4, n_groups: int = 0,
+                 device: torch.device | str | None = None):
         self.d_sae, self.top_n, self.left, self.right = d_sae, top_n, left, right
         self.window = left + 1 + right
         self.n_groups = n_groups
+        self.device = torch.device(device or "cpu")
         self.tokens = 0
-        self.count = torch.zeros(d_sae, dtype=torch.long)
-        self.sum = torch.zeros(d_sae, dtype=torch.float64)
-        self.max = torch.zeros(d_sae)
-        self.hist = torch.zeros(d_sae, HIST_BINS, dtype=torch.long)
-        self.group_mass = torch.zeros(d_sae, max(n_groups, 1), dtype=torch.float64)
-        self.top_vals = torch.zeros(d_sae, top_n)
-        self.top_refs = torch.full((d_sae, top_n, 2), -1, dtype=torch.long)  # (document, token position)
-        self.top_tokens = torch.full((d_sae, top_n, self.window), -1, dtype=torch.long)
-        self.top_acts = torch.zeros(d_sae, top_n, self.window, dtype=torch.float16)
+        kw = {"device": self.device}
+        self.count = torch.zeros(d_sae, dtype=torch.long, **kw)
+        self.sum = torch.zeros(d_sae, dtype=torch.float64, **kw)
+        self.max = torch.zeros(d_sae, **kw)
+        self.hist = torch.zeros(d_sae, HIST_BINS, dtype=torch.long, **kw)
+        self.group_mass = torch.zeros(d_sae, max(n_groups, 1), dtype=torch.float64, **kw)
+        self.top_vals = torch.zeros(d_sae, top_n, **kw)
+        self.top_refs = torch.full((d_sae, top_n, 2), -1, dtype=torch.long, **kw)  # (document, token position)
+        self.top_tokens = torch.full((d_sae, top_n, self.window), -1, dtype=torch.int32, **kw)
+        self.top_acts = torch.zeros(d_sae, top_n, self.window, dtype=torch.float16, **kw)
+        self._bounds = torch.linspace(HIST_LO, HIST_HI, HIST_BINS + 1, **kw)[1:-1]
+
+    def nbytes(self) -> int:
+        """Memory held by the state: fixed by ``d_sae``, ``top_n`` and the window, whatever the corpus size."""
+        return sum(t.numel() * t.element_size() for t in self.state_dict().values())
 
     # ------------------------------------------------------------------------------------------ one batch
     def update(self, ids: Tensor, values: Tensor, input_ids: Tensor, lengths: Tensor, doc: Tensor, start: Tensor,
@@ -52,7 +61,10 @@ class FeatureAccumulator:
                 document of each row and the token offset of the row inside it; ``group`` ``(B,)`` group ids.
         """
         B, S, k = ids.shape
-        valid = torch.arange(S)[None, :] < lengths[:, None]  # (B, S)
+        dev = self.device
+        ids, values, input_ids, lengths = ids.to(dev), values.to(dev), input_ids.to(dev), lengths.to(dev)
+        doc, start = doc.to(dev), start.to(dev)
+        valid = torch.arange(S, device=dev)[None, :] < lengths[:, None]  # (B, S)
         self.tokens += int(valid.sum())
         active = (values > 0) & valid[..., None]
         row, pos, slot = active.nonzero(as_tuple=True)
@@ -61,11 +73,10 @@ class FeatureAccumulator:
         self.count.index_add_(0, f, torch.ones_like(f))
         self.sum.index_add_(0, f, v.double())
         self.max.scatter_reduce_(0, f, v, reduce="amax")
-        b = torch.bucketize(v.clamp(10**HIST_LO, 10**HIST_HI * 0.999).log10(),
-                            torch.linspace(HIST_LO, HIST_HI, HIST_BINS + 1)[1:-1])
+        b = torch.bucketize(v.clamp(10**HIST_LO, 10**HIST_HI * 0.999).log10(), self._bounds)
         self.hist.view(-1).index_add_(0, f * HIST_BINS + b, torch.ones_like(f))
         if group is not None:
-            g = group[row]
+            g = group.to(dev)[row]
             self.group_mass.view(-1).index_add_(0, f * self.group_mass.shape[1] + g, v.double())
         self._merge_top(f, v, row, pos, ids, values, input_ids, lengths, doc, start)
 
@@ -78,7 +89,8 @@ class FeatureAccumulator:
         # at most N candidates per feature from this batch
         f, v, row, pos = _top_per_group(f, v, N, row, pos)
         # gather the token window and the feature's activation over it
-        offs = torch.arange(-self.left, self.right + 1)
+        dev = self.device
+        offs = torch.arange(-self.left, self.right + 1, device=dev)
         wpos = pos[:, None] + offs[None, :]  # (M, W)
         inside = (wpos >= 0) & (wpos < lengths[row][:, None])
         wpos_c = wpos.clamp(0, ids.shape[1] - 1)
@@ -91,12 +103,12 @@ class FeatureAccumulator:
         uf, g = torch.unique(f, return_inverse=True)
         U = len(uf)
         all_v = torch.cat([self.top_vals[uf].reshape(-1), v])
-        all_g = torch.cat([torch.arange(U).repeat_interleave(N), g])
+        all_g = torch.cat([torch.arange(U, device=dev).repeat_interleave(N), g])
         order = torch.argsort(all_v, descending=True, stable=True)
         order = order[torch.argsort(all_g[order], stable=True)]
         grp = all_g[order]
-        first = torch.searchsorted(grp, torch.arange(U))
-        rank = torch.arange(len(order)) - first[grp]
+        first = torch.searchsorted(grp, torch.arange(U, device=dev))
+        rank = torch.arange(len(order), device=dev) - first[grp]
         sel = rank < N
         src, dst_g, dst_r = order[sel], grp[sel], rank[sel]
         old_n = U * N
@@ -105,13 +117,13 @@ class FeatureAccumulator:
             flat_old = old[uf].reshape(old_n, *old.shape[2:])
             return torch.cat([flat_old, new.to(old.dtype)])[src]
 
-        new_vals = torch.empty(U, N)
+        new_vals = torch.empty(U, N, device=dev)
         new_vals[dst_g, dst_r] = all_v[src]
         self.top_vals[uf] = new_vals
         for name, new in (("top_refs", refs), ("top_tokens", wtok), ("top_acts", wact)):
             buf = getattr(self, name)
             chosen = pick(buf, new)
-            block = torch.empty((U, N) + tuple(buf.shape[2:]), dtype=buf.dtype)
+            block = torch.empty((U, N) + tuple(buf.shape[2:]), dtype=buf.dtype, device=dev)
             block[dst_g, dst_r] = chosen
             buf[uf] = block
 
@@ -120,11 +132,11 @@ class FeatureAccumulator:
         """``(d_sae, len(qs))`` activation quantiles (bin upper edges) over the tokens where a feature fired."""
         cum = self.hist.cumsum(1).double()
         tot = cum[:, -1:].clamp_min(1)
-        edges = hist_edges()[1:]
+        edges = hist_edges(self.hist.device)[1:]
         out = []
         for q in qs:
             idx = (cum / tot < q).sum(1).clamp(max=HIST_BINS - 1)
-            out.append(torch.where(self.count > 0, edges[idx], torch.zeros(())))
+            out.append(torch.where(self.count > 0, edges[idx], torch.zeros((), device=edges.device)))
         return torch.stack(out, 1)
 
     def state_dict(self) -> dict[str, Tensor]:
@@ -137,7 +149,16 @@ class FeatureAccumulator:
             if name == "tokens":
                 self.tokens = int(t)
             else:
-                getattr(self, name).copy_(t)
+                getattr(self, name).copy_(t)  # copy_ converts dtype / device (older checkpoints too)
+
+    def to_cpu(self) -> "FeatureAccumulator":
+        """A CPU copy (for writing the index from a GPU build)."""
+        if self.device.type == "cpu":
+            return self
+        out = FeatureAccumulator(self.d_sae, top_n=self.top_n, left=self.left, right=self.right,
+                                 n_groups=self.n_groups)
+        out.load_state_dict(self.state_dict())
+        return out
 
 
 def _top_per_group(f: Tensor, v: Tensor, n: int, *payload: Tensor) -> tuple[Tensor, ...]:
@@ -146,6 +167,6 @@ def _top_per_group(f: Tensor, v: Tensor, n: int, *payload: Tensor) -> tuple[Tens
     order = order[torch.argsort(f[order], stable=True)]
     fs = f[order]
     first = torch.searchsorted(fs, fs, right=False)
-    rank = torch.arange(len(fs)) - first
+    rank = torch.arange(len(fs), device=fs.device) - first
     order = order[rank < n]
     return (f[order], v[order]) + tuple(p[order] for p in payload)

@@ -13,26 +13,43 @@ if TYPE_CHECKING:
     from ..scope import Scope
 
 
-@torch.inference_mode()
-def decoder_logit_tokens(scope: "Scope", layer: int, vocab: list[str], n: int = 5, chunk: int = 1024
-                         ) -> tuple[list[list[str]], list[list[str]]]:
-    """Per feature, the ``n`` tokens its decoder direction promotes most and suppresses most."""
+def _unembedding_with_gain(scope: "Scope") -> torch.Tensor:
     from ..model_layers import unembedding
 
-    sae = scope.sae(layer)
-    W_U = unembedding(scope.model).detach().float()  # (vocab, d_model)
+    W_U = unembedding(scope.model).detach()  # (vocab, d_model)
     norm = getattr(getattr(scope.model, "model", None), "norm", None)
     gain = getattr(norm, "weight", None)
     if gain is not None:
-        gain = gain.detach().float()
+        gain = gain.detach().to(W_U.device, torch.float32)
         if type(norm).__name__.startswith("Qwen3_5"):
             gain = 1.0 + gain  # Qwen3.5's zero-centred RMSNorm scales by (1 + weight)
-        W_U = W_U * gain.to(W_U.device)
+        return W_U * gain.to(W_U.dtype)
+    return W_U
+
+
+def logit_token_cost(scope: "Scope", layer: int, n_features: int) -> float:
+    """FLOPs of reading ``n_features`` decoder directions through the unembedding."""
+    W = scope.model.get_output_embeddings().weight
+    return 2.0 * W.shape[0] * W.shape[1] * n_features
+
+
+@torch.inference_mode()
+def decoder_logit_tokens(scope: "Scope", layer: int, vocab: list[str], n: int = 5, chunk: int = 1024,
+                         features: "torch.Tensor | list[int] | None" = None
+                         ) -> tuple[list[list[str]], list[list[str]]]:
+    """The ``n`` tokens each feature's decoder direction promotes most and suppresses most: top / bottom of
+    ``W_U @ W_dec[:, f]`` (the output embedding, tied or not, times the final norm's gain). ``features``: only
+    these (default all); returns one list per requested feature, in order."""
+    sae = scope.sae(layer)
+    W_U = _unembedding_with_gain(scope)
+    chunk = max(1, min(chunk, 2**27 // W_U.shape[0]))  # (vocab, chunk) float32 logits: 512 MB at most
+    feats = torch.arange(sae.d_sae) if features is None else torch.as_tensor(features, dtype=torch.long)
     promoted: list[list[str]] = []
     suppressed: list[list[str]] = []
-    for s in range(0, sae.d_sae, chunk):
-        d = sae.W_dec[:, s:s + chunk].float().to(W_U.device)  # (d_model, c)
-        logits = W_U @ d  # (vocab, c)
+    for s in range(0, len(feats), chunk):
+        idx = feats[s:s + chunk].to(sae.W_dec.device)
+        d = sae.W_dec[:, idx].to(W_U.device, W_U.dtype)  # (d_model, c)
+        logits = (W_U @ d).float()  # (vocab, c)
         top = logits.topk(n, dim=0).indices.T.cpu().tolist()
         bot = (-logits).topk(n, dim=0).indices.T.cpu().tolist()
         promoted += [[vocab[i] for i in row] for row in top]

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import FeatureIndexError, QScopeError, UnknownLayerError
 from .accumulator import FeatureAccumulator, hist_edges
-from .labels import auto_labels, decoder_logit_tokens
+from .labels import auto_labels, decoder_logit_tokens, logit_token_cost
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,9 +38,36 @@ if TYPE_CHECKING:
     from ..scope import Scope
 
 FORMAT = "qscope-feature-index-v1"
+CONTEXT_ROW_GROUP = 4096
 
 
-def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", vocab: list[str]) -> None:
+LOGIT_BUDGET_FLOPS = {"cpu": 2e12, "cuda": 5e14}
+
+
+def _logit_tokens_for(scope: "Scope", layer: int, vocab: list[str], count, mode: bool | str
+                      ) -> tuple[list[list[str]], list[list[str]]]:
+    """Promoted / suppressed tokens per feature at build time, within a compute budget (see build_index)."""
+    import numpy as np
+
+    d_sae = len(count)
+    promoted: list[list[str]] = [[] for _ in range(d_sae)]
+    suppressed: list[list[str]] = [[] for _ in range(d_sae)]
+    if mode is False:
+        return promoted, suppressed
+    feats = np.arange(d_sae) if mode is True else np.flatnonzero(count > 0)
+    if mode == "auto":
+        dev = scope.model.get_output_embeddings().weight.device.type
+        if logit_token_cost(scope, layer, len(feats)) > LOGIT_BUDGET_FLOPS.get(dev, 2e12):
+            return promoted, suppressed  # computed per feature on demand by FeatureIndex.feature
+    if len(feats):
+        prom, supp = decoder_logit_tokens(scope, layer, vocab, features=feats.tolist())
+        for f, p_, s_ in zip(feats.tolist(), prom, supp):
+            promoted[f], suppressed[f] = p_, s_
+    return promoted, suppressed
+
+
+def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", vocab: list[str], *,
+                logit_tokens: bool | str = "auto") -> None:
     import numpy as np
     import pandas as pd
 
@@ -49,24 +76,34 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
     tokens = max(acc.tokens, 1)
     q = acc.quantiles().numpy()
     count = acc.count.numpy()
-    promoted, suppressed = decoder_logit_tokens(scope, layer, vocab)
-    # contexts
+    promoted, suppressed = _logit_tokens_for(scope, layer, vocab, count, logit_tokens)
+    # contexts: one row per (feature, rank), sorted by feature, token windows as list<string> built without a
+    # Python loop per row; small row groups let the reader fetch one feature's rows without the whole layer
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     has = acc.top_refs[:, :, 0] >= 0  # (d_sae, N)
     f_idx, r_idx = has.nonzero(as_tuple=True)
-    tok = acc.top_tokens[f_idx, r_idx].numpy()
+    tok = acc.top_tokens[f_idx, r_idx].numpy()  # (M, W), -1 outside the document
     acts = acc.top_acts[f_idx, r_idx].float().numpy()
-    ctx_tokens, ctx_acts = [], []
-    for t_row, a_row in zip(tok, acts):
-        keep = t_row >= 0
-        ctx_tokens.append([vocab[i] for i in t_row[keep]])
-        ctx_acts.append(np.round(a_row[keep], 4).tolist())
-    centers = [int((row[: acc.left] >= 0).sum()) for row in tok]
-    contexts = pd.DataFrame({
-        "feature": f_idx.numpy().astype(np.int32), "rank": r_idx.numpy().astype(np.int16),
-        "activation": acc.top_vals[f_idx, r_idx].numpy(), "document": acc.top_refs[f_idx, r_idx, 0].numpy(),
-        "position": acc.top_refs[f_idx, r_idx, 1].numpy(), "tokens": ctx_tokens, "acts": ctx_acts,
-        "center": np.array(centers, dtype=np.int16),
+    keep = tok >= 0
+    offsets = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int32)
+    vocab_arr = np.asarray(vocab, dtype=object)
+    flat_tok = pa.array(vocab_arr[tok[keep]].tolist(), type=pa.string())
+    flat_act = pa.array(np.round(acts[keep], 4).astype(np.float32))
+    centers = (tok[:, : acc.left] >= 0).sum(1).astype(np.int16)
+    table = pa.table({
+        "feature": pa.array(f_idx.numpy().astype(np.int32)), "rank": pa.array(r_idx.numpy().astype(np.int16)),
+        "activation": pa.array(acc.top_vals[f_idx, r_idx].numpy()),
+        "document": pa.array(acc.top_refs[f_idx, r_idx, 0].numpy()),
+        "position": pa.array(acc.top_refs[f_idx, r_idx, 1].numpy()),
+        "tokens": pa.ListArray.from_arrays(pa.array(offsets), flat_tok),
+        "acts": pa.ListArray.from_arrays(pa.array(offsets), flat_act),
+        "center": pa.array(centers),
     })
+    pq.write_table(table, d / "contexts.parquet", row_group_size=CONTEXT_ROW_GROUP)
+    contexts = pd.DataFrame({"feature": f_idx.numpy(), "activation": acc.top_vals[f_idx, r_idx].numpy(),
+                             "center_token": vocab_arr[np.maximum(tok[:, acc.left], 0)] if len(tok) else []})
     top_tokens = _top_center_tokens(contexts, acc.d_sae)
     feats = pd.DataFrame({
         "feature": np.arange(acc.d_sae, dtype=np.int32), "count": count,
@@ -84,14 +121,12 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
         for j in range(mass.shape[1]):
             feats[f"group_{j}"] = share[:, j].astype(np.float32)
     feats.to_parquet(d / "features.parquet", index=False)
-    contexts.to_parquet(d / "contexts.parquet", index=False)
 
 
 def _top_center_tokens(contexts: "pd.DataFrame", d_sae: int, n: int = 3) -> list[list[str]]:
     """The tokens a feature fires on most, by summed activation over its top contexts."""
     out: list[list[str]] = [[] for _ in range(d_sae)]
-    centers = [toks[c] if 0 <= c < len(toks) else "" for toks, c in zip(contexts.tokens, contexts.center)]
-    df = contexts.assign(center_token=centers)
+    df = contexts
     agg = df.groupby(["feature", "center_token"], sort=False)["activation"].sum().reset_index()
     agg = agg.sort_values(["feature", "activation"], ascending=[True, False])
     for f, grp in agg.groupby("feature", sort=False):
@@ -102,15 +137,18 @@ def _top_center_tokens(contexts: "pd.DataFrame", d_sae: int, n: int = 3) -> list
 class FeatureIndex:
     """A saved feature index; layers load lazily."""
 
-    def __init__(self, path: str | os.PathLike, meta: dict[str, Any]):
+    def __init__(self, path: str | os.PathLike, meta: dict[str, Any], scope: "Scope | None" = None):
         self.path = Path(path)
         self.meta = meta
+        self.scope = scope  # when set: promoted / suppressed tokens not computed at build time come on demand
         self._features: dict[int, pd.DataFrame] = {}
         self._contexts: dict[int, pd.DataFrame] = {}
+        self._vocab: list[str] | None = None
         self.report = None
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "FeatureIndex":
+    def load(cls, path: str | os.PathLike, scope: "Scope | None" = None) -> "FeatureIndex":
+        """Open a saved index (reads only ``meta.json``; each layer's files load when first looked at)."""
         p = Path(path)
         meta_path = p / "meta.json"
         if not meta_path.is_file():
@@ -118,7 +156,12 @@ class FeatureIndex:
         meta = json.loads(meta_path.read_text())
         if meta.get("format") != FORMAT:
             raise QScopeError(f"{p}: unknown index format {meta.get('format')!r}, expected {FORMAT}")
-        return cls(p, meta)
+        return cls(p, meta, scope=scope)
+
+    def attach_scope(self, scope: "Scope") -> "FeatureIndex":
+        """Use ``scope`` for what the index computes on demand (promoted / suppressed tokens of large models)."""
+        self.scope = scope
+        return self
 
     def __repr__(self) -> str:
         return f"FeatureIndex({self.path.name!r}, layers={self.layers}, tokens={self.meta.get('tokens')})"
@@ -151,39 +194,50 @@ class FeatureIndex:
         import pandas as pd
 
         self._check(layer)
-        if layer not in self._contexts:
-            self._contexts[layer] = pd.read_parquet(self.path / f"layer{layer}" / "contexts.parquet")
-        df = self._contexts[layer]
+        path = self.path / f"layer{layer}" / "contexts.parquet"
         if feature is None:
-            return df
-        self._check_feature(layer, feature)
-        return df[df.feature == feature].sort_values("rank").reset_index(drop=True)
+            if layer not in self._contexts:
+                self._contexts[layer] = pd.read_parquet(path)
+            return self._contexts[layer]
+        feature = self._check_feature(layer, feature)
+        if layer in self._contexts:
+            df = self._contexts[layer]
+            lo, hi = df.feature.searchsorted([feature, feature + 1])  # rows are sorted by feature
+            df = df.iloc[lo:hi]
+        else:  # read only the row groups that can hold this feature, not the whole layer
+            df = pd.read_parquet(path, filters=[("feature", "==", feature)])
+        return df.sort_values("rank").reset_index(drop=True)
 
-    def _check_feature(self, layer: int, feature: int) -> None:
+    def _check_feature(self, layer: int, feature: Any) -> int:
+        import numbers
+
         n = len(self.features(layer))
-        if not isinstance(feature, (int,)) or isinstance(feature, bool) or not 0 <= feature < n:
+        if not isinstance(feature, numbers.Integral) or isinstance(feature, bool) or not 0 <= feature < n:
             raise FeatureIndexError(f"feature {feature!r} is out of range: layer {layer} has features 0..{n - 1}")
+        return int(feature)
 
     def label(self, layer: int, feature: int) -> str:
         """The attached explanation when there is one, else the automatic label."""
-        self._check_feature(layer, feature)
+        feature = self._check_feature(layer, feature)
         row = self.features(layer).iloc[feature]
         return str(row["explanation"] or row["label"])
 
     def feature(self, layer: int, feature: int) -> dict[str, Any]:
         """Everything a dashboard shows about one feature, JSON-friendly (see the module docstring)."""
-        self._check_feature(layer, feature)
+        feature = self._check_feature(layer, feature)
         row = self.features(layer).iloc[feature]
         ctx = self.contexts(layer, feature)
         groups = {g: float(row[f"group_{g}"]) for g in self.groups if f"group_{g}" in row}
+        promoted, suppressed = list(row["promoted"]), list(row["suppressed"])
+        if not promoted and self.scope is not None:
+            promoted, suppressed = self.logit_tokens(layer, feature)
         return {
             "layer": layer, "feature": int(feature), "label": str(row["label"]),
             "explanation": str(row["explanation"]), "density": float(row["density"]), "count": int(row["count"]),
             "mean_activation": float(row["mean_activation"]), "max_activation": float(row["max_activation"]),
             "quantiles": {q: float(row[q]) for q in ("q50", "q90", "q99")},
             "hist": {"edges": [float(e) for e in hist_edges()], "counts": [int(c) for c in row["hist"]]},
-            "top_tokens": list(row["top_tokens"]), "promoted": list(row["promoted"]),
-            "suppressed": list(row["suppressed"]), "groups": groups,
+            "top_tokens": list(row["top_tokens"]), "promoted": promoted, "suppressed": suppressed, "groups": groups,
             "contexts": [{"rank": int(r["rank"]), "activation": float(r["activation"]),
                           "document": int(r["document"]), "position": int(r["position"]),
                           "tokens": list(r["tokens"]), "acts": [float(a) for a in r["acts"]],
@@ -209,27 +263,99 @@ class FeatureIndex:
             return pd.DataFrame(columns=["layer", "feature", "label", "explanation", "density", "max_activation"])
         return pd.concat(frames).sort_values("max_activation", ascending=False).head(n).reset_index(drop=True)
 
-    def attach_labels(self, labels: Any, *, layer: int, feature_column: str = "feature",
-                      label_column: str = "explanation", save: bool = True) -> int:
-        """Attach explanations from elsewhere (a DataFrame or CSV path of feature id -> text, e.g. Neuronpedia's
-        export). Returns how many features got one; ids outside the layer are refused."""
+    def logit_tokens(self, layer: int, feature: int, n: int = 5) -> tuple[list[str], list[str]]:
+        """Promoted / suppressed tokens of one feature's decoder direction, computed now (needs a scope)."""
+        if self.scope is None:
+            raise FeatureIndexError("computing promoted tokens needs the model: index.attach_scope(scope) first")
+        if self._vocab is None:
+            from .builder import _vocab_strings
+
+            self._vocab = _vocab_strings(self.scope)
+        prom, supp = decoder_logit_tokens(self.scope, layer, self._vocab, n=n, features=[int(feature)])
+        return prom[0], supp[0]
+
+    def attach_labels(self, labels: Any, *, layer: int, column: str | None = None,
+                      feature_column: str | None = None, label_column: str | None = None,
+                      save: bool = True) -> int:
+        """Attach explanations from elsewhere: feature id -> text, e.g. a Neuronpedia export.
+
+        ``labels``: a DataFrame, a CSV / JSON / JSONL / parquet path, a list of dicts, or a ``{feature: text}``
+        dict. Columns are found by name when not given: the id in ``feature`` / ``index`` / ``feature_id`` /
+        ``id``, the text in ``explanation`` / ``description`` / ``label`` (``column`` / ``label_column`` picks
+        another). A ``layer`` column (ints, or Neuronpedia's ``"12-res..."`` ids) keeps only this layer's rows.
+        Several texts for one feature: the first is kept. Ids outside the layer are refused. Returns how many
+        features got an explanation; with ``save`` it is written into the index.
+        """
         import pandas as pd
 
-        df = pd.read_csv(labels) if isinstance(labels, (str, os.PathLike)) else pd.DataFrame(labels)
+        df = _read_labels(labels)
+        feature_column = feature_column or _pick(df, ("feature", "index", "feature_id", "featureIndex", "id"),
+                                                 "feature id")
+        label_column = column or label_column or _pick(df, ("explanation", "description", "label", "text"),
+                                                       "explanation")
         for col in (feature_column, label_column):
             if col not in df.columns:
                 raise QScopeError(f"the labels have no column {col!r}; columns: {list(df.columns)}")
+        if "layer" in df.columns and feature_column != "layer":
+            lay = pd.to_numeric(df["layer"].astype(str).str.extract(r"^\s*(-?\d+)")[0], errors="coerce")
+            if lay.notna().any():
+                df = df[lay == layer]
+        df = df[df[label_column].notna()]
+        ids = pd.to_numeric(df[feature_column], errors="coerce")
+        if ids.isna().any():
+            raise FeatureIndexError(f"labels have feature ids that are not integers: "
+                                    f"{df[feature_column][ids.isna()].head(5).tolist()}")
+        ids = ids.astype(int)
         feats = self.features(layer)
-        ids = df[feature_column].astype(int)
         bad = ids[(ids < 0) | (ids >= len(feats))]
         if len(bad):
             raise FeatureIndexError(f"labels name features {bad.head(5).tolist()} outside layer {layer}'s "
                                     f"0..{len(feats) - 1}")
-        feats.loc[ids.values, "explanation"] = df[label_column].astype(str).values
+        text = df[label_column].astype(str).str.strip()
+        first = ~ids.duplicated(keep="first")
+        feats.loc[ids[first].values, "explanation"] = text[first].values
         if save:
             out = feats.rename(columns={f"group_{g}": f"group_{j}" for j, g in enumerate(self.groups)})
             out.to_parquet(self.path / f"layer{layer}" / "features.parquet", index=False)
-        return len(df)
+        return int(first.sum())
+
+
+def _read_labels(labels: Any) -> "pd.DataFrame":
+    import pandas as pd
+
+    if isinstance(labels, pd.DataFrame):
+        return labels
+    if isinstance(labels, pd.Series):
+        return pd.DataFrame({"feature": labels.index, "explanation": labels.values})
+    if isinstance(labels, dict):
+        return pd.DataFrame({"feature": list(labels), "explanation": list(labels.values())})
+    if isinstance(labels, (str, os.PathLike)):
+        p = Path(labels)
+        if not p.is_file():
+            raise QScopeError(f"no labels file at {p}")
+        suf = p.suffix.lower()
+        if suf == ".parquet":
+            return pd.read_parquet(p)
+        if suf == ".jsonl":
+            return pd.read_json(p, lines=True, dtype=False)
+        if suf == ".json":
+            data = json.loads(p.read_text())
+            if isinstance(data, dict) and not any(isinstance(v, (list, dict)) for v in data.values()):
+                return pd.DataFrame({"feature": list(data), "explanation": list(data.values())})
+            if isinstance(data, dict):  # {"explanations": [...]} and similar wrappers
+                data = next((v for v in data.values() if isinstance(v, list)), [])
+            return pd.DataFrame(data)
+        return pd.read_csv(p)
+    return pd.DataFrame(labels)
+
+
+def _pick(df: "pd.DataFrame", names: tuple[str, ...], what: str) -> str:
+    lower = {c.lower(): c for c in df.columns}
+    for n in names:
+        if n.lower() in lower:
+            return lower[n.lower()]
+    raise QScopeError(f"cannot tell which column holds the {what} (looked for {list(names)}); columns: "
+                      f"{list(df.columns)}: pass feature_column= / column=")
 
 
 def search_by_example(scope: "Scope", text: str, layer: int, n: int = 10, *, skip_first: bool = True
