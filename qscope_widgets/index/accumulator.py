@@ -97,7 +97,7 @@ class FeatureAccumulator:
         wtok = torch.where(inside, input_ids[row[:, None], wpos_c], torch.full_like(wpos, -1))
         wids = ids[row[:, None], wpos_c]  # (M, W, k)
         wvals = values[row[:, None], wpos_c]
-        wact = ((wids == f[:, None, None]) * wvals).sum(-1) * inside
+        wact = ((wids == f[:, None, None]) * wvals.clamp_min(0)).sum(-1) * inside  # active = positive, as above
         refs = torch.stack([doc[row], start[row] + pos], dim=1)
         # merge with the buffers of the touched features
         uf, g = torch.unique(f, return_inverse=True)
