@@ -48,10 +48,10 @@ def decoder_logit_tokens(scope: "Scope", layer: int, vocab: list[str], n: int = 
     suppressed: list[list[str]] = []
     for s in range(0, len(feats), chunk):
         idx = feats[s:s + chunk].to(sae.W_dec.device)
-        d = sae.W_dec[:, idx].to(W_U.device, W_U.dtype)  # (d_model, c)
-        logits = (W_U @ d).float()  # (vocab, c)
-        top = logits.topk(n, dim=0).indices.T.cpu().tolist()
-        bot = (-logits).topk(n, dim=0).indices.T.cpu().tolist()
+        d = sae.W_dec[:, idx].T.to(W_U.device, W_U.dtype)  # (c, d_model)
+        logits = (d @ W_U.T).float()  # (c, vocab): top-k along the contiguous dimension
+        top = logits.topk(n, dim=1).indices.cpu().tolist()
+        bot = logits.topk(n, dim=1, largest=False).indices.cpu().tolist()
         promoted += [[vocab[i] for i in row] for row in top]
         suppressed += [[vocab[i] for i in row] for row in bot]
     return promoted, suppressed

@@ -126,11 +126,13 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
 def _top_center_tokens(contexts: "pd.DataFrame", d_sae: int, n: int = 3) -> list[list[str]]:
     """The tokens a feature fires on most, by summed activation over its top contexts."""
     out: list[list[str]] = [[] for _ in range(d_sae)]
-    df = contexts
-    agg = df.groupby(["feature", "center_token"], sort=False)["activation"].sum().reset_index()
-    agg = agg.sort_values(["feature", "activation"], ascending=[True, False])
-    for f, grp in agg.groupby("feature", sort=False):
-        out[int(f)] = grp.center_token.head(n).tolist()
+    if not len(contexts):
+        return out
+    agg = contexts.groupby(["feature", "center_token"], sort=False)["activation"].sum().reset_index()
+    agg = agg.sort_values(["feature", "activation"], ascending=[True, False], kind="stable")
+    agg = agg[agg.groupby("feature", sort=False).cumcount() < n]
+    for f, t in zip(agg.feature.tolist(), agg.center_token.tolist()):
+        out[f].append(t)
     return out
 
 
