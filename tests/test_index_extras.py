@@ -10,7 +10,7 @@ import torch
 
 from qscope_widgets import Scope
 from qscope_widgets.errors import FeatureIndexError, QScopeError
-from qscope_widgets.index import FeatureIndex, build_index
+from qscope_widgets.index import FeatureIndex, build_index, search_by_example
 from qscope_widgets.index.accumulator import HIST_BINS, FeatureAccumulator, hist_edges
 from qscope_widgets.index.builder import _encode_chunked
 from qscope_widgets.index.corpus import CorpusReport, chunk_documents, iter_documents
@@ -153,6 +153,16 @@ def test_logit_tokens_on_demand_and_context_window(scope2, tmp_path):
     with pytest.raises(FeatureIndexError, match="attach_scope"):
         reopened.logit_tokens(2, f)
     assert reopened.attach_scope(scope2).feature(2, np.int64(f))["promoted"] == a["promoted"]
+    # search in the text of top contexts: every hit really has the phrase in one of its contexts
+    hits = full.search("God", layer=2, where="contexts", n=1000)
+    assert len(hits) > 0 and (hits.hits > 0).all()
+    for f_hit, h in zip(hits.feature, hits.hits):
+        texts = ["".join(c["tokens"]).lower() for c in full.feature(2, int(f_hit))["contexts"]]
+        assert sum("god" in t for t in texts) == h
+    ex = search_by_example(scope2, "In the beginning God", 2, n=5, index=full, by="relative")
+    assert len(ex) == 5 and ex.relative.is_monotonic_decreasing and (ex.relative > 0).all()
+    with pytest.raises(QScopeError):
+        full.search("x", where="nowhere")
     # per-feature context reads (parquet filters) equal slicing the whole layer
     whole = reopened.contexts(2)
     one = FeatureIndex.load(tmp_path / "b").contexts(2, f)

@@ -246,24 +246,39 @@ class FeatureIndex:
                           "center": int(r["center"])} for _, r in ctx.iterrows()],
         }
 
-    def search(self, query: str, layer: int | None = None, n: int = 20) -> "pd.DataFrame":
-        """Features whose label, explanation or top tokens contain ``query`` (case-insensitive), densest first."""
+    def search(self, query: str, layer: int | None = None, n: int = 20, *, where: str = "labels") -> "pd.DataFrame":
+        """Features matching ``query`` (case-insensitive plain text), strongest first.
+
+        ``where="labels"``: in the automatic label, the attached explanation or the top tokens.
+        ``where="contexts"``: in the text of the feature's top contexts (adds ``hits``, how many of them match).
+        """
         import pandas as pd
 
+        cols = ["layer", "feature", "label", "explanation", "density", "max_activation"]
         if not isinstance(query, str) or not query.strip():
             raise QScopeError("search needs a non-empty query string")
+        if where not in ("labels", "contexts"):
+            raise QScopeError(f"where must be 'labels' or 'contexts', got {where!r}")
         q = query.strip().lower()
         frames = []
         for n_layer in ([layer] if layer is not None else self.layers):
             df = self.features(n_layer)
-            text = (df.label.str.lower() + " " + df.explanation.str.lower() + " "
-                    + df.top_tokens.map(lambda t: " ".join(t).lower()))
-            hit = df[text.str.contains(q, regex=False) & (df["count"] > 0)]
-            frames.append(hit.assign(layer=n_layer)[["layer", "feature", "label", "explanation", "density",
-                                                      "max_activation"]])
+            if where == "labels":
+                text = (df.label.str.lower() + " " + df.explanation.str.lower() + " "
+                        + df.top_tokens.map(lambda t: " ".join(t).lower()))
+                hit = df[text.str.contains(q, regex=False) & (df["count"] > 0)]
+                frames.append(hit.assign(layer=n_layer)[cols])
+            else:
+                ctx = self.contexts(n_layer)
+                text = ctx.tokens.map(lambda t: "".join(t).lower())
+                hits = ctx[text.str.contains(q, regex=False)].groupby("feature").size()
+                hit = df.iloc[hits.index.to_numpy()].assign(layer=n_layer, hits=hits.to_numpy())
+                frames.append(hit[cols + ["hits"]])
+        frames = [f for f in frames if len(f)]
         if not frames:
-            return pd.DataFrame(columns=["layer", "feature", "label", "explanation", "density", "max_activation"])
-        return pd.concat(frames).sort_values("max_activation", ascending=False).head(n).reset_index(drop=True)
+            return pd.DataFrame(columns=cols + (["hits"] if where == "contexts" else []))
+        keys = ["hits", "max_activation"] if where == "contexts" else ["max_activation"]
+        return pd.concat(frames).sort_values(keys, ascending=False).head(n).reset_index(drop=True)
 
     def logit_tokens(self, layer: int, feature: int, n: int = 5) -> tuple[list[str], list[str]]:
         """Promoted / suppressed tokens of one feature's decoder direction, computed now (needs a scope)."""
@@ -360,14 +375,25 @@ def _pick(df: "pd.DataFrame", names: tuple[str, ...], what: str) -> str:
                       f"{list(df.columns)}: pass feature_column= / column=")
 
 
-def search_by_example(scope: "Scope", text: str, layer: int, n: int = 10, *, skip_first: bool = True
-                      ) -> "pd.DataFrame":
-    """Which features fire on this phrase: the strongest features of ``text`` at ``layer``, with labels."""
+def search_by_example(scope: "Scope", text: str, layer: int, n: int = 10, *, skip_first: bool = True,
+                      index: "FeatureIndex | None" = None, by: str = "activation") -> "pd.DataFrame":
+    """Which features fire on this phrase: the strongest features of ``text`` at ``layer`` (max over its tokens),
+    with the token they peak on and, when an index covers the layer (``index`` or ``scope.feature_index``), their
+    label, density and ``relative`` = activation / the feature's max over the indexed corpus.
+    ``by="relative"`` ranks by that instead (features this phrase drives near their corpus maximum)."""
+    if by not in ("activation", "relative"):
+        raise QScopeError(f"by must be 'activation' or 'relative', got {by!r}")
     trace = scope.run(text, layers=[layer])
-    top = trace.top_features(layer, n=n, skip_first=skip_first and len(trace) > 1)
-    idx = scope.feature_index
-    if idx is not None and layer in idx.layers:
+    idx = index if index is not None else getattr(scope, "feature_index", None)
+    have = idx is not None and layer in idx.layers
+    wide = n if by == "activation" or not have else max(10 * n, 100)
+    top = trace.top_features(layer, n=wide, skip_first=skip_first and len(trace) > 1)
+    if have:
         feats = idx.features(layer)
-        top["label"] = [feats.label.iloc[f] for f in top.feature]
-        top["density"] = [float(feats.density.iloc[f]) for f in top.feature]
-    return top
+        rows = feats.iloc[top.feature.to_numpy()]
+        top["label"] = [str(e or l) for e, l in zip(rows.explanation, rows.label)]
+        top["density"] = rows.density.to_numpy()
+        top["relative"] = (top.activation.to_numpy() / rows.max_activation.clip(lower=1e-12).to_numpy())
+        if by == "relative":
+            top = top.sort_values("relative", ascending=False, kind="stable")
+    return top.head(n).reset_index(drop=True)
