@@ -2,21 +2,41 @@
 
 Layout (one folder the user names)::
 
-    meta.json                     format, model, layers, tokens scanned, corpus report, groups, histogram bins
-    layer{n}/features.parquet     one row per feature: feature, count, density, mean_activation, max_activation,
-                                  q50, q90, q99, hist (list of counts over meta's bins), label, top_tokens,
-                                  promoted, suppressed, explanation (attached from elsewhere), group_<name>
-    layer{n}/contexts.parquet     top-N contexts: feature, rank, activation, document, position, tokens (list of
-                                  str), acts (the feature's activation on each token of the window), center
+    meta.json                     format ("qscope-feature-index-v1"), model, layers, d_sae per layer, tokens
+                                  scanned, corpus report (what was skipped / repaired / split), groups, settings
+                                  (chunk_len, top_n, context_left / context_right, ...), scan seconds
+    layer{n}/features.parquet     one row per feature (row i = feature i): feature, count (tokens where it fired),
+                                  density (count / tokens), mean_activation, max_activation, q50, q90, q99
+                                  (read from the histogram: upper edge of the quantile's bin), hist (counts over
+                                  HIST_BINS log-spaced bins, 1e-3..1e3), top_tokens (what it fires on most),
+                                  promoted, suppressed (5 tokens each; empty when left to on-demand), label
+                                  (automatic), explanation (attached from elsewhere, "" if none), group_<j>
+    layer{n}/contexts.parquet     top-N contexts, sorted by feature then rank, row groups of 4096 rows: feature,
+                                  rank, activation, document (index in the corpus), position (token offset in the
+                                  document), tokens (list of readable token strings of the window), acts (the
+                                  feature's activation on each token of the window), center (index of the
+                                  activating token in ``tokens``)
+    _build_state.pt               only while a build is unfinished: the checkpoint a resume starts from
 
-A layer's files load only when that layer is first looked at, so a 64-layer index costs one layer's memory.
+A layer's files load only when that layer is first looked at (a 64-layer index costs one layer's memory), and one
+feature's contexts are read through parquet row-group statistics without loading the layer's contexts.
 
-``FeatureIndex.feature(layer, id)`` returns a JSON-friendly dict for dashboards::
+``FeatureIndex.feature(layer, id)`` returns a JSON-friendly dict (plain str / int / float / list / dict) for
+dashboards::
 
-    {"layer", "feature", "label", "explanation", "density", "count", "mean_activation", "max_activation",
-     "quantiles": {"q50", "q90", "q99"}, "hist": {"edges": [...], "counts": [...]},
-     "top_tokens": [...], "promoted": [...], "suppressed": [...], "groups": {name: share},
-     "contexts": [{"rank", "activation", "document", "position", "tokens": [...], "acts": [...], "center"}]}
+    {"layer": int, "feature": int,
+     "label": str,                 # automatic: "fires-on tokens → promoted tokens", or "dead (...)"
+     "explanation": str,           # attached (e.g. Neuronpedia), "" if none; show it before the label when set
+     "density": float,             # fraction of scanned tokens where the feature fired
+     "count": int, "mean_activation": float, "max_activation": float,
+     "quantiles": {"q50": float, "q90": float, "q99": float},
+     "hist": {"edges": [HIST_BINS + 1 floats, log-spaced], "counts": [HIST_BINS ints]},
+     "top_tokens": [str],          # tokens it fires on most (by summed activation over its top contexts)
+     "promoted": [str], "suppressed": [str],  # top / bottom of unembedding @ W_dec[:, f] (on demand for big
+                                              # models when the index has a scope; [] otherwise)
+     "groups": {group name: share of the feature's activation mass},   # {} without groups
+     "contexts": [{"rank": int, "activation": float, "document": int, "position": int,
+                   "tokens": [str], "acts": [float], "center": int}]}   # best first; acts[center] == activation
 """
 
 from __future__ import annotations
