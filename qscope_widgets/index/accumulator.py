@@ -67,9 +67,11 @@ class FeatureAccumulator:
         valid = torch.arange(S, device=dev)[None, :] < lengths[:, None]  # (B, S)
         self.tokens += int(valid.sum())
         active = (values > 0) & valid[..., None]
-        row, pos, slot = active.nonzero(as_tuple=True)
-        f = ids[row, pos, slot]
-        v = values[row, pos, slot].float()
+        flat = active.view(-1).nonzero().squeeze(1)  # 1-D gathers: much cheaper than (row, pos, slot) indexing
+        f = ids.reshape(-1)[flat]
+        v = values.reshape(-1)[flat].float()
+        row = flat // (S * k)
+        pos = (flat // k) % S
         self.count.index_add_(0, f, torch.ones_like(f))
         self.sum.index_add_(0, f, v.double())
         self.max.scatter_reduce_(0, f, v, reduce="amax")
@@ -82,7 +84,7 @@ class FeatureAccumulator:
 
     def _merge_top(self, f, v, row, pos, ids, values, input_ids, lengths, doc, start) -> None:
         N = self.top_n
-        keep = v > self.top_vals[f, -1]
+        keep = v > self.top_vals[:, -1].contiguous()[f]
         if not keep.any():
             return
         f, v, row, pos = f[keep], v[keep], row[keep], pos[keep]
@@ -94,9 +96,11 @@ class FeatureAccumulator:
         wpos = pos[:, None] + offs[None, :]  # (M, W)
         inside = (wpos >= 0) & (wpos < lengths[row][:, None])
         wpos_c = wpos.clamp(0, ids.shape[1] - 1)
-        wtok = torch.where(inside, input_ids[row[:, None], wpos_c], torch.full_like(wpos, -1))
-        wids = ids[row[:, None], wpos_c]  # (M, W, k)
-        wvals = values[row[:, None], wpos_c]
+        S, k = ids.shape[1], ids.shape[2]
+        tok_idx = row[:, None] * S + wpos_c  # (M, W) into the flattened (B * S) tokens
+        wtok = torch.where(inside, input_ids.reshape(-1)[tok_idx], torch.full_like(wpos, -1))
+        wids = ids.reshape(-1, k)[tok_idx]  # (M, W, k)
+        wvals = values.reshape(-1, k)[tok_idx]
         wact = ((wids == f[:, None, None]) * wvals.clamp_min(0)).sum(-1) * inside  # active = positive, as above
         refs = torch.stack([doc[row], start[row] + pos], dim=1)
         # merge with the buffers of the touched features
