@@ -113,8 +113,9 @@ def test_files_stream_lines_paragraphs_and_jsonl(tmp_path, tokenizer):
     chunks = list(chunk_documents(tokenizer, str(j), chunk_len=4, report=rep, text_column="body"))
     assert {c[0] for c in chunks} == {0, 2} and rep.empty_skipped == 1 and rep.documents == 3
     rep = CorpusReport()
-    list(chunk_documents(tokenizer, [b"ok", b"bad \xff"], chunk_len=4, report=rep))
-    assert rep.non_utf8_repaired == 1
+    got = list(chunk_documents(tokenizer, [b"ok", b"bad \xff", "lone \udcff surrogate"], chunk_len=64, report=rep))
+    assert rep.non_utf8_repaired == 2 and {c[0] for c in got} == {0, 1, 2}
+    assert tokenizer.decode(got[2][2]) == "lone \ufffd surrogate"
     # a huge document is tokenized piecewise with continuous offsets
     rep = CorpusReport()
     chunks = list(chunk_documents(tokenizer, ["the earth " * 300], chunk_len=50, report=rep, max_chars=500))

@@ -130,6 +130,13 @@ def to_text(doc: Any, report: CorpusReport, index: int) -> str | None:
         report.coerced += 1
         report.note(f"document {index}: a {type(doc).__name__}, read as its str()")
         doc = str(doc)
+    else:
+        try:
+            doc.encode("utf-8")
+        except UnicodeEncodeError as exc:  # lone surrogates (e.g. from errors="surrogateescape"): not encodable
+            report.non_utf8_repaired += 1
+            report.note(f"document {index}: unencodable character at offset {exc.start}, replaced with U+FFFD")
+            doc = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in doc)
     if not doc.strip():
         report.empty_skipped += 1
         if len(report.examples) < 10 and report.empty_skipped <= 3:
