@@ -25,13 +25,14 @@ PROMPTS = {
 }
 
 
-def main(model_dir: Path, sae_dir: Path, out: Path = WORK / "report.json", eval_tokens: int = 65536) -> dict:
+def main(model_dir: Path, sae_dir: Path, out: Path = WORK / "report.json", eval_tokens: int = 65536,
+         index_dir: Path = WORK / "index") -> dict:
     from qscope_widgets import Scope
     from qscope_widgets.evaluation import evaluate_sae
 
     torch.set_num_threads(2)
     scope = Scope.from_pretrained(str(model_dir), saes=str(sae_dir))
-    scope.load_index(WORK / "index")
+    scope.load_index(index_dir)
     held = token_stream(scope.tokenizer, "heldout")
     windows = sample_windows(held, eval_tokens, seed=1)
     report: dict = {"sae": {}, "samples": {}}

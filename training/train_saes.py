@@ -4,7 +4,10 @@ Recipe (Gao et al. 2024, "Scaling and evaluating sparse autoencoders", as Qwen-S
 d_model, k = 12 (the L0_100 releases' ratio: 100 / 2048 d_model = 12.5 / 256), unit-norm decoder columns (gradient
 parallel to them removed), tied initialisation, b_dec initialised to the data mean, Adam; against dead features AuxK (k_aux = d_model / 2,
 coefficient 1/8, on features silent for 10k tokens), resampling of dead features at 15/30/45% of training, and k
-annealed from 4k down to k over the first 40% of training. The SAE is
+annealed from 4k down to k over the first 40% of training; a layer that still ends with more than 10% dead
+features (in practice the last layer, ~30%, as k reaches its final value) gets a polish phase (``revive``): up to
+five rounds of resampling the features that never fire on 64k tokens, each followed by 300 steps at the final k.
+The SAE is
 our package's own ``SparseAutoencoder`` (one implementation for training and use); the encoder is exactly the
 release's (no b_dec subtraction, ReLU after top-k).
 
@@ -33,6 +36,7 @@ DEAD_AFTER_TOKENS = 10_000
 AUX_COEF = 1 / 8
 K_START = 4 * K
 RESAMPLE_AT = (0.15, 0.3, 0.45)  # fractions of training at which dead features are re-initialised
+REVIVE_ABOVE = 0.10  # a layer ending training with more dead features than this gets the revive phase
 
 
 @torch.no_grad()
@@ -81,7 +85,7 @@ def collect(scope, windows: torch.Tensor, layers: list[int], batch: int = 32) ->
 
 
 def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, lr: float = 1e-3,
-                seed: int = 0) -> tuple[SparseAutoencoder, dict]:
+                seed: int = 0, clip: float | None = None) -> tuple[SparseAutoencoder, dict]:
     d_model = x.shape[1]
     cfg = SAEConfig(d_model=d_model, d_sae=EXPANSION * d_model, k=K, layer=layer)
     g = torch.Generator().manual_seed(seed + layer)
@@ -126,6 +130,8 @@ def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, 
             with torch.no_grad():  # keep decoder columns unit norm: drop the gradient along each column
                 W = sae.W_dec
                 W.grad -= (W.grad * W).sum(0, keepdim=True) * W
+            if clip:  # outlier tokens (attention sinks) make rare huge steps that kill features: clip them
+                torch.nn.utils.clip_grad_norm_(sae.parameters(), clip)
             opt.step()
             sched.step()
             with torch.no_grad():
@@ -146,8 +152,61 @@ def train_layer(x: torch.Tensor, layer: int, *, epochs: int, batch: int = 1024, 
                  "seconds": time.time() - t0}
 
 
+@torch.no_grad()
+def _fired(sae: SparseAutoencoder, x: torch.Tensor, n: int, g: torch.Generator) -> torch.Tensor:
+    """How often each feature fires on ``n`` random tokens of ``x`` (at the release's k)."""
+    counts = torch.zeros(sae.d_sae, dtype=torch.long)
+    sample = x[torch.randperm(len(x), generator=g)[:n]]
+    for i in range(0, len(sample), 4096):
+        c = sae.encode_sparse(sample[i:i + 4096])
+        counts += torch.bincount(c.ids[c.values > 0], minlength=sae.d_sae)
+    return counts
+
+
+def revive(sae: SparseAutoencoder, x: torch.Tensor, *, rounds: int = 5, steps: int = 300, batch: int = 1024,
+           lr: float = 2e-4, seed: int = 0, target: float = 0.03) -> dict:
+    """Polish phase for layers that end training with many dead features (the last layer loses ~30% when k reaches
+    the release's value): repeatedly point the features that never fire on 64k tokens at the inputs reconstructed
+    worst, then train at the final k with a small constant learning rate so they find a niche."""
+    g = torch.Generator().manual_seed(seed + 1000 + sae.cfg.layer if sae.cfg.layer is not None else seed + 1000)
+    sae.requires_grad_(True)
+    var = (x - x.mean(0)).pow(2).sum(1).mean()
+    hist = []
+    for r in range(rounds):
+        dead = _fired(sae, x, 65536, g) == 0
+        hist.append(float(dead.float().mean()))
+        print(f"  revive round {r}: dead {hist[-1]:.3f}", flush=True)
+        if hist[-1] <= target:
+            break
+        opt = torch.optim.Adam(sae.parameters(), lr=lr)
+        with torch.no_grad():
+            xs = x[torch.randperm(len(x), generator=g)[:16384]]
+            err = xs - sae(xs)
+        _resample(sae, opt, xs, err, dead, g)
+        for step in range(steps):
+            xb = x[torch.randint(len(x), (batch,), generator=g)]
+            x_hat = sae(xb)
+            loss = (xb - x_hat).pow(2).sum(1).mean() / var
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            with torch.no_grad():
+                W = sae.W_dec
+                W.grad -= (W.grad * W).sum(0, keepdim=True) * W
+            opt.step()
+            with torch.no_grad():
+                sae.W_dec.div_(sae.W_dec.norm(dim=0, keepdim=True))
+        print(f"  revive round {r}: nmse {loss.item():.4f}", flush=True)
+    sae.requires_grad_(False)
+    return {"revive_dead_history": hist}
+
+
+def epochs_for(layer: int, n_layers: int, epochs: int) -> int:
+    """The last two layers' residuals are the most varied: they get two more epochs to reach the same figures."""
+    return epochs + 2 if layer >= n_layers - 2 else epochs
+
+
 def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path = MODEL_DIR, out: Path = OUT,
-         layers: list[int] | None = None):
+         layers: list[int] | None = None, lr: float = 1e-3, clip: float | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from qscope_widgets import Scope
@@ -165,7 +224,10 @@ def main(tokens: int, epochs: int, threads: int, seed: int = 0, model_dir: Path 
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "train_log.json"
     for n in layers:
-        sae, info = train_layer(acts[n], n, epochs=epochs, seed=seed)
+        sae, info = train_layer(acts[n], n, epochs=epochs_for(n, scope.n_layers, epochs), seed=seed,
+                                lr=lr, clip=clip)
+        if info["train_dead"] > REVIVE_ABOVE:
+            info.update(revive(sae, acts[n][:300_000], seed=seed))
         save_qwen_scope_layer(sae, out / f"layer{n}.sae.pt")
         log = json.loads(log_path.read_text()) if log_path.is_file() else {}  # several processes may share out
         log[str(n)] = info
@@ -185,5 +247,7 @@ if __name__ == "__main__":
     ap.add_argument("--model-dir", type=Path, default=MODEL_DIR)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--layers", type=int, nargs="*", default=None)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--clip", type=float, default=None)
     a = ap.parse_args()
-    main(a.tokens, a.epochs, a.threads, model_dir=a.model_dir, out=a.out, layers=a.layers)
+    main(a.tokens, a.epochs, a.threads, model_dir=a.model_dir, out=a.out, layers=a.layers, lr=a.lr, clip=a.clip)
