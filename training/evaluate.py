@@ -14,7 +14,7 @@ from .build_corpus import WORK
 from .train_model import token_stream
 from .train_saes import sample_windows
 
-NEUTRAL_PROMPTS = ["The man said that", "It is a", "We have seen the", "There was a"]
+NEUTRAL_PROMPTS = ["It is a", "The value of the", "This is a", "I think that", "The man said that", "There was a"]
 BIBLE_WORDS = {"unto", "thou", "thee", "thy", "hath", "shall", "lord", "god", "ye", "israel", "saith", "thine", "behold"}
 
 PROMPTS = {
@@ -64,22 +64,29 @@ def bible_word_rate(text: str) -> float:
     return sum(w in BIBLE_WORDS for w in words) / max(len(words), 1)
 
 
-def steering_demo(scope, layer: int | None = None, strength: float | None = None) -> dict:
-    """Pick the most biblical feature of a middle layer and show that adding it moves neutral prompts' continuations
-    toward biblical style (measured: bible-word rate and the feature's own activation on the generated tokens)."""
+def steering_pick(scope, layer: int = 3) -> tuple[int, float]:
+    """The steering demo's feature and strength: of layer 3's three most biblical features (``genre_features``), the
+    most bible-specific one (largest share of its activation mass on biblical text), added with strength equal to
+    its 90th-percentile activation (one typical strong firing; 4x that collapses the text into commas)."""
+    cand = genre_features(scope, layer, "bible", n=3)
+    f = int(cand.sort_values("group_bible", ascending=False).feature.iloc[0])
+    return f, float(scope.feature_index.features(layer).q90.iloc[f])
+
+
+def steering_demo(scope, layer: int = 3, max_new_tokens: int = 24) -> dict:
+    """Add the picked biblical feature to neutral prompts (greedy decoding) and measure the shift toward biblical
+    style: the rate of biblical marker words and the feature's own activation on the generated tokens."""
     from qscope_widgets import SteeringEdit
 
-    layer = scope.n_layers // 2 if layer is None else layer
-    f = int(genre_features(scope, layer, "bible", n=1).feature.iloc[0])
-    typical = float(scope.feature_index.features(layer).q90.iloc[f])
-    strength = strength or 4 * typical
+    f, strength = steering_pick(scope, layer)
     rows = []
     for prompt in NEUTRAL_PROMPTS:
-        g = scope.generate(prompt, steering=[SteeringEdit(layer, f, strength)], max_new_tokens=30, seed=0)
+        g = scope.generate(prompt, steering=[SteeringEdit(layer, f, strength)], max_new_tokens=max_new_tokens, seed=0)
+        n_prompt = scope.tokenize(prompt).shape[1]
         acts = []
-        for text in (g.baseline_text, g.text):
+        for text in (g.baseline_text, g.text):  # the feature's activation, unsteered, on each continuation
             tr = scope.run(prompt + text, layers=[layer])
-            acts.append(float(tr.layers[layer].activation_of(f)[len(scope.tokenize(prompt)[0]):].mean()))
+            acts.append(float(tr.layers[layer].activation_of(f)[n_prompt:].mean()))
         rows.append({"prompt": prompt, "baseline": g.baseline_text, "steered": g.text,
                      "bible_rate_baseline": bible_word_rate(g.baseline_text), "bible_rate_steered": bible_word_rate(g.text),
                      "feature_act_baseline": acts[0], "feature_act_steered": acts[1]})

@@ -106,10 +106,18 @@ def main() -> None:
         w("")
     st = report["steering"]
     w("## Steering demonstration\n")
-    w(f"Adding feature {st['feature']} of layer {st['layer']} (*{st['label']}*) with strength {st['strength']:.1f} "
-      "(4 x its 90th-percentile activation) to every position of neutral prompts, greedy decoding, 30 tokens. "
-      "Measured: the share of biblical marker words (unto, thou, hath, shall, LORD, ...) and the feature's own mean "
-      "activation on the generated tokens. `tests/test_demo_model.py` asserts both rise.\n")
+    w(f"Adding feature {st['feature']} of layer {st['layer']} (*{st['label']}*; chosen by "
+      "`training.evaluate.steering_pick`: the most bible-specific of layer 3's three most biblical features) with "
+      f"strength {st['strength']:.1f} (its 90th-percentile activation) to every position of neutral prompts, greedy "
+      "decoding, 24 tokens. Measured: the share of biblical marker words (unto, thou, hath, shall, LORD, ...) and "
+      "the feature's own mean activation (unsteered re-run) on the generated tokens. "
+      f"Mean over the {len(st['rows'])} prompts: biblical words "
+      f"{sum(r['bible_rate_baseline'] for r in st['rows']) / len(st['rows']):.3f} → "
+      f"{sum(r['bible_rate_steered'] for r in st['rows']) / len(st['rows']):.3f}, feature activation "
+      f"{sum(r['feature_act_baseline'] for r in st['rows']) / len(st['rows']):.2f} → "
+      f"{sum(r['feature_act_steered'] for r in st['rows']) / len(st['rows']):.2f}. "
+      "`tests/test_demo_model.py` asserts both rise (the word rate by more than 0.05). Four times that strength "
+      "collapses the text into commas, as in the release's own reports of strong steering.\n")
     w("| prompt | baseline | steered | biblical words (base → steered) | feature activation (base → steered) |")
     w("|---|---|---|---|---|")
     for r in st["rows"]:
@@ -131,8 +139,10 @@ def main() -> None:
       "held-out contexts of each of the 24,576 features, parquet recompressed with zstd), the rest small. To reach "
       "25 MB we would have had to halve the SAE width (8 x d_model) or drop SAEs for some layers, or ship fewer "
       "contexts; we judged the release-like width, an SAE on every layer and full feature cards worth more than "
-      "the last 20 MB. The whole folder loads in well under 2 s (`Scope.demo()`: model and tokenizer at once, "
-      "each SAE lazily on first use).\n")
+      "the last 20 MB. Loading is fast: with torch and transformers imported, `Scope.demo()` takes ~0.1 s "
+      "(model and tokenizer at once, index metadata, each SAE lazily on first use, ~10 ms); a cold Python process "
+      "first spends ~2-3 s importing torch and transformers' Qwen3.5 modelling code, whatever the model. "
+      "`tests/test_demo_model.py` asserts the load stays under 2 s.\n")
     w("| file | size |\n|---|---|")
     for f in sorted(DEMO.rglob("*")):
         if f.is_file() and "__pycache__" not in f.parts:
