@@ -125,6 +125,14 @@ def main() -> None:
         s = r["steered"].strip().replace("\n", " ").replace("|", "/")
         w(f"| {r['prompt']} | {b} | {s} | {r['bible_rate_baseline']:.2f} → {r['bible_rate_steered']:.2f} | "
           f"{r['feature_act_baseline']:.2f} → {r['feature_act_steered']:.2f} |")
+    w("\n## Reproducibility\n")
+    w("Every step is seeded (`seed=0`: corpus split, tokenizer, LM init and batches, SAE windows, init and batches). "
+      "The shipped files were built step by step with the same scripts `training.build_demo` chains: the SAEs of "
+      "layers 0-2, 3, 4 and 5 in parallel processes (`python -m training.train_saes --layers N --threads 1`), "
+      "and layer 5's revive phase as a separate run on a fresh 300k-token sample of training activations "
+      "(`build_demo` runs it inline on the first 300k tokens of its own sample). A rebuild therefore reproduces "
+      "the recipe and the figures above (to within run-to-run noise of float summation order across thread "
+      "counts), not the bytes.\n")
     w("\n## Size\n")
     w(f"The demo folder is {size:.1f} MiB. The budget asked for was 25 MB, which cannot hold what else was asked: "
       "6 SAEs of 16 x 256 = 4096 features hold 6 x 2 x 256 x 4096 = 12.6 M weights, 50 MB in the release's "
