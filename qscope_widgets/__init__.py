@@ -24,6 +24,12 @@ _EXPORTS = {
     "load_sae": "sae.io",
     "save_qwen_scope_layer": "sae.io",
     "list_releases": "sae.releases",
+    "Explorer": "widgets",
+    "TokenHeatmap": "widgets",
+    "FeatureSidebar": "widgets",
+    "SteeringPanel": "widgets",
+    "LayerScrubber": "widgets",
+    "FeatureDashboard": "widgets",
     "QScopeError": "errors",
     "PromptError": "errors",
     "UnknownLayerError": "errors",
@@ -58,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .sae.io import load_sae, save_qwen_scope_layer
     from .sae.model import SparseAutoencoder, SparseCodes
     from .sae.releases import list_releases
+    from .widgets import Explorer, FeatureDashboard, FeatureSidebar, LayerScrubber, SteeringPanel, TokenHeatmap
     from .scope import Scope
     from .steering import Steering, SteeringEdit
     from .trace import LayerCodes, Trace

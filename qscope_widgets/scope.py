@@ -303,5 +303,24 @@ class Scope:
         """Attach a saved feature index (labels, densities, top contexts) to this scope."""
         from .index import FeatureIndex
 
-        self.feature_index = FeatureIndex.load(path)
+        self.feature_index = FeatureIndex.load(path, scope=self)
         return self.feature_index
+
+    # ------------------------------------------------------------------------------------------ widgets
+    def explore(self, prompt: str = "", *, layer: int | None = None, feature: int | None = None,
+                steering: SteeringLike = None, continuation_tokens: int = 24, **kwargs: Any):
+        """The live explorer (token heatmap, feature sidebar, steering sliders, layer scrubber) on ``prompt``.
+
+        Returns an :class:`~qscope_widgets.widgets.Explorer`; edit it from Python (``explorer.prompt = ...``,
+        ``explorer.steering.add(...)``) or in the UI. ``layer`` defaults to the middle SAE layer.
+        """
+        from .widgets import Explorer
+
+        return Explorer(self, prompt, layer=layer, feature=feature, steering=steering,
+                        continuation_tokens=continuation_tokens, **kwargs)
+
+    def feature(self, layer: int, feature: int, **kwargs: Any):
+        """A feature's dashboard widget: label, density, histogram, top contexts, promoted tokens, pin button."""
+        from .widgets import FeatureDashboard
+
+        return FeatureDashboard(self, layer, feature, **kwargs)
