@@ -11,6 +11,7 @@ and the result is published with its number. Reading ``explorer.trace`` waits fo
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -29,6 +30,7 @@ from .view_state import (BaselineCache, FeatureInfo, ViewResult, build_request, 
                          layer_states, normalize_edit_rows)
 
 INPUTS = ("prompt", "layer", "selected_token", "selected_feature", "color_by", "diff", "edits", "continuation_tokens")
+_CREATED = itertools.count()
 _ID_QUERY = re.compile(r"^\s*(?:l(?:ayer)?\s*(\d+)\s*[/:]\s*)?#?(\d+)\s*$", re.IGNORECASE)
 
 
@@ -98,6 +100,7 @@ class ScopeWidget(anywidget.AnyWidget):
         self._status_lock = threading.Lock()
         self._publisher = threading.local()
         self._ready = False
+        self._created = next(_CREATED)
         super().__init__(n_layers=scope.n_layers, sae_layers=list(scope.sae_layers), d_sae=int(scope.d_sae or 0),
                          feature_url=feature_url, layer=layer, prompt=prompt,
                          color_by=color_by or ("feature" if feature is not None else "strongest"),
@@ -110,6 +113,7 @@ class ScopeWidget(anywidget.AnyWidget):
             self.edits = [self._row_for(e) for e in Steering(steering)]
         self._ready = True
         register_explorer(scope, self)
+        _LIVE.add(self)
         if prompt:
             self._request()
             if wait:
@@ -447,6 +451,14 @@ class LiveSteering(Steering):
 
 
 # -------------------------------------------------------------------------------------------- registry
+_LIVE: "weakref.WeakSet[ScopeWidget]" = weakref.WeakSet()
+
+
+def live_widgets() -> list[ScopeWidget]:
+    """Every open explorer/component in this kernel, oldest first (tests ask the kernel what it drew)."""
+    return sorted(_LIVE, key=lambda w: w._created)
+
+
 _EXPLORERS: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
 
 

@@ -1,0 +1,128 @@
+"""End to end, in a real JupyterLab and a real (headless) Chromium: open the quickstart notebook, run every cell,
+pin a feature and move its steering slider, move the layer scrubber, and check that the heatmap in the page shows
+exactly what the kernel computes for the new state. Screenshots (light and dark) land in test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from jupyterlab_harness import (chromium_page, jupyterlab, kernel_eval_json, missing_requirements, open_and_run_all,
+                                set_theme)
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
+ARTIFACTS = ROOT / "test-artifacts"
+EXPLORER = '.qscope[data-qscope-view="explorer"]'
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# What the kernel computes for the explorer's current state, independently of the widget's own pipeline:
+# a fresh Scope.run of the same prompt, layer and enabled edits.
+KERNEL_VIEW = """
+import json, numpy as np
+from qscope_widgets.widgets.explorer import live_widgets
+from qscope_widgets.widgets.view_state import edits_from_dicts
+ex = [w for w in live_widgets() if w._view == "explorer"][0]
+ex.wait()
+edits = [e for e in edits_from_dicts(ex.edits) if not e.is_noop]
+codes = ex.scope.run(ex.prompt, layers=[ex.layer], steering=edits).layers[ex.layer]
+vals = (codes.activation_of(ex.selected_feature) if ex.color_by == "feature" and ex.selected_feature >= 0
+        else codes.recon_error if ex.color_by == "error" else codes.values[:, 0])
+print(json.dumps({"layer": ex.layer, "seq": ex.result_seq, "edits": [(e.layer, e.feature, e.strength) for e in edits],
+                  "values": [float(v) for v in vals.float().numpy()], "diff": ex.diff}))
+"""
+
+
+def drawn_values(page) -> tuple[int, list[float]]:
+    return page.evaluate(f"""() => {{
+        const root = document.querySelector('{EXPLORER}');
+        const toks = [...root.querySelectorAll('[data-qscope="heatmap"] .qscope-token')];
+        return [Number(root.dataset.resultSeq), toks.map(t => Number(t.dataset.value))];
+    }}""")
+
+
+def wait_drawn_after(page, seq: int, timeout_ms: int = 60_000) -> None:
+    page.wait_for_function(
+        f"""() => {{ const r = document.querySelector('{EXPLORER}');
+                    const s = r && r.querySelector('[data-qscope="status"]');
+                    return r && Number(r.dataset.resultSeq) > {seq} && s && s.dataset.busy === 'false'; }}""",
+        timeout=timeout_ms)
+
+
+def set_range(page, selector: str, value: float) -> None:
+    """Move a range input as a hand would: set its value and fire input + change."""
+    page.eval_on_selector(selector, """(el, v) => { el.value = String(v);
+        el.dispatchEvent(new Event('input', {bubbles: true}));
+        el.dispatchEvent(new Event('change', {bubbles: true})); }""", value)
+
+
+def assert_page_matches_kernel(page, kc) -> dict:
+    want = kernel_eval_json(kc, KERNEL_VIEW)
+    seq, got = drawn_values(page)
+    assert seq == want["seq"], f"the page draws request {seq}, the kernel's latest is {want['seq']}"
+    assert got == want["values"], "heatmap values differ from what the kernel computes for this state"
+    return want
+
+
+@pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements()))
+def test_quickstart_explorer_in_jupyterlab(tmp_path):
+    assert QUICKSTART.exists(), "notebooks/01_quickstart.ipynb is missing"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with jupyterlab(tmp_path, [QUICKSTART]) as lab, chromium_page() as (page, watch):
+        try:
+            open_and_run_all(page, lab, QUICKSTART.name)
+            root = page.locator(EXPLORER).first
+            root.locator('[data-qscope="heatmap"] .qscope-token').first.wait_for(timeout=60_000)
+            kc = lab.kernel_client()
+            try:
+                start = assert_page_matches_kernel(page, kc)
+
+                # pin the strongest feature of the prompt from the sidebar, then drag its slider
+                seq0 = start["seq"]
+                root.locator('[data-qscope="feature-row"] [data-qscope="pin"]').first.click()
+                slider = f'{EXPLORER} input[type=range][data-qscope="strength"]'
+                page.locator(slider).first.wait_for(timeout=30_000)
+                wait_drawn_after(page, seq0 - 1)
+                lo, hi = page.eval_on_selector(slider, "el => [Number(el.min), Number(el.max)]")
+                seq1 = drawn_values(page)[0]
+                for frac in (0.6, 0.7, 0.8, 0.9):  # a short drag: coalesced, the last value wins
+                    set_range(page, slider, lo + frac * (hi - lo))
+                wait_drawn_after(page, seq1)
+                steered = assert_page_matches_kernel(page, kc)
+                assert steered["edits"] and steered["values"] != start["values"], "steering changed nothing"
+                pinned_layer = steered["edits"][0][0]
+
+                # move the layer scrubber to another layer
+                scrub = f'{EXPLORER} input[type=range][data-qscope="layer"]'
+                lmin, lmax = page.eval_on_selector(scrub, "el => [Number(el.min), Number(el.max)]")
+                target = lmin if pinned_layer != lmin else lmax
+                seq2 = drawn_values(page)[0]
+                set_range(page, scrub, target)
+                wait_drawn_after(page, seq2)
+                moved = assert_page_matches_kernel(page, kc)
+                assert moved["layer"] == target != start["layer"] or moved["layer"] == target
+                assert moved["values"] != steered["values"]
+
+                status = root.locator('[data-qscope="status"]')
+                assert root.locator('[data-qscope="error"]').inner_text().strip() == ""
+                assert status.get_attribute("data-busy") == "false"
+
+                root.scroll_into_view_if_needed()
+                root.screenshot(path=str(ARTIFACTS / "explorer-light.png"))
+                set_theme(page, dark=True)
+                root.screenshot(path=str(ARTIFACTS / "explorer-dark.png"))
+            finally:
+                kc.stop_channels()
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
+            shutil.copy(lab.log, ARTIFACTS / "jupyterlab.log")
+            raise
+    assert not watch.foreign_requests, f"requests left 127.0.0.1: {watch.foreign_requests[:5]}"
+    errors = [e for e in watch.console_errors if "qscope" in e.lower() or "anywidget" in e.lower()
+              or "Failed to load" in e]
+    assert not errors, f"console errors: {json.dumps(errors[:5], indent=1)}"
