@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -103,6 +103,10 @@ def apply_edits(h: Tensor, edits: list[ResolvedEdit], abs_positions: Tensor, pro
     return out
 
 
+class RunCancelled(Exception):
+    """Raised between decoder layers when a run's ``cancel()`` says its result is no longer wanted."""
+
+
 @dataclass
 class HookSession:
     """State shared by the hooks of one ``with residual_hooks(...)`` block."""
@@ -120,8 +124,13 @@ def residual_hooks(
     edits: dict[int, list[ResolvedEdit]] | None = None,
     prompt_len: int,
     stop_after: int | None = None,
+    cancel: Callable[[], bool] | None = None,
 ) -> Iterator[HookSession]:
-    """Install capture/steering hooks on ``layers`` for the duration of the block; always removed on exit."""
+    """Install capture/steering hooks on ``layers`` for the duration of the block; always removed on exit.
+
+    ``cancel``: polled after every decoder layer; when it returns True the forward stops with
+    :class:`RunCancelled` (a widget whose user moved on abandons a long forward of a large model).
+    """
     edits = edits or {}
     capture = set(capture)
     session = HookSession(prompt_len=prompt_len)
@@ -132,6 +141,8 @@ def residual_hooks(
         keep = idx in capture
 
         def hook(module: nn.Module, args, output):
+            if cancel is not None and cancel():
+                raise RunCancelled
             h = output[0] if isinstance(output, tuple) else output
             new_h = h
             if layer_edits:
@@ -148,7 +159,10 @@ def residual_hooks(
         return hook
 
     try:
-        for idx in sorted(capture | set(edits) | ({stop_after} if stop_after is not None else set())):
+        hooked = capture | set(edits) | ({stop_after} if stop_after is not None else set())
+        if cancel is not None:
+            hooked |= set(range(len(layers)))
+        for idx in sorted(hooked):
             handles.append(layers[idx].register_forward_hook(make_hook(idx)))
         yield session
     finally:

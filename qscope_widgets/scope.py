@@ -211,10 +211,12 @@ class Scope:
     # ------------------------------------------------------------------------------------------ the forward
     @torch.inference_mode()
     def run(self, prompt: PromptLike, layers: Any = None, steering: SteeringLike = None, *, top_n: int = 10,
-            return_residuals: bool = False) -> Trace:
+            return_residuals: bool = False, cancel: Callable[[], bool] | None = None) -> Trace:
         """One hooked forward pass: SAE codes of ``layers`` (default: every SAE layer) and next-token predictions.
 
         ``steering`` edits apply during the pass; captured residuals (and so the codes) are the *edited* ones.
+        ``cancel``: polled after each decoder layer; returning True abandons the run with
+        :class:`~qscope_widgets.hooks.RunCancelled` (hooks removed, the model untouched).
         """
         t0 = time.perf_counter()
         ids = self.tokenize(prompt)
@@ -226,7 +228,8 @@ class Scope:
         with self._lock:
             resolved = resolve_edits(edits, self.saes, self.n_layers, seq)
             saes = {n: self.saes.get(n) for n in layer_list}  # load (lazily) before the forward, outside hooks
-            with residual_hooks(self.layers, capture=layer_list, edits=resolved, prompt_len=seq) as session:
+            with residual_hooks(self.layers, capture=layer_list, edits=resolved, prompt_len=seq,
+                                cancel=cancel) as session:
                 out = self.model(input_ids=ids, use_cache=False)
             logits = out.logits[0].float()
             codes = {n: self._encode_layer(n, saes[n], session.captured[n][0]) for n in layer_list}

@@ -112,3 +112,22 @@ def test_trace_pickles_without_the_model(scope):
     back = pickle.loads(blob)
     assert back.next_token_strs == tr.next_token_strs and back.tokens == tr.tokens
     assert torch.equal(back.layers[1].ids, tr.layers[1].ids)
+
+
+def test_cancelled_run_stops_between_layers_and_leaves_no_hook(scope):
+    from conftest import hook_snapshot
+    from qscope_widgets.hooks import RunCancelled
+
+    before = hook_snapshot(scope)
+    baseline = scope.run("cancel me please", layers=[1])
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) >= 2  # give up after the second decoder layer
+
+    with pytest.raises(RunCancelled):
+        scope.run("cancel me please", layers=[1], cancel=cancel)
+    assert len(calls) == 2 and hook_snapshot(scope) == before
+    again = scope.run("cancel me please", layers=[1], cancel=lambda: False)
+    assert torch.equal(again.logits_last, baseline.logits_last)

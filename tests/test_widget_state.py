@@ -225,3 +225,24 @@ def test_dashboard_and_explorer_without_an_index(scope):
     assert ex.sidebar and ex.sidebar[0]["label"] == ""
     ex.set_state({"search_query": "some words"})
     assert "no feature index" in ex.error
+
+
+def test_a_long_forward_is_abandoned_for_a_newer_request(demo, monkeypatch):
+    """A slow model (simulated: every decoder layer sleeps) gives up a stale forward instead of finishing it."""
+    import time as _time
+
+    from qscope_widgets.widgets import explorer as explorer_mod
+
+    monkeypatch.setattr(explorer_mod, "SUPERSEDE_AFTER_S", 0.05)
+    ex = Explorer(demo, PROMPT, layer=3)
+    handles = [layer.register_forward_hook(lambda *a: _time.sleep(0.05)) for layer in demo.layers]
+    try:
+        ex.prompt = "And God said, Let there be light"  # ~0.3 s of forward on the slowed model
+        _time.sleep(0.1)
+        ex.prompt = "The LORD is my shepherd"
+        ex.wait(timeout=30)
+    finally:
+        for h in handles:
+            h.remove()
+    assert "shepherd" in "".join(ex.tokens)
+    assert ex._scheduler.runs == 2  # the first request and the last one; the middle one was abandoned mid-forward

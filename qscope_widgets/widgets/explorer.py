@@ -23,6 +23,7 @@ import traitlets as t
 
 from ..errors import FeatureIndexError, QScopeError, UnknownLayerError
 from ..generation import Generation
+from ..hooks import RunCancelled
 from ..steering import Mode, Steering, SteeringEdit
 from . import assets
 from .scheduler import Job, RunScheduler, Superseded
@@ -31,6 +32,7 @@ from .view_state import (BaselineCache, FeatureInfo, ViewResult, build_request, 
 
 INPUTS = ("prompt", "layer", "selected_token", "selected_feature", "color_by", "diff", "edits", "continuation_tokens")
 _CREATED = itertools.count()
+SUPERSEDE_AFTER_S = 0.3  # a forward running longer than this is abandoned as soon as a newer request exists
 _ID_QUERY = re.compile(r"^\s*(?:l(?:ayer)?\s*(\d+)\s*[/:]\s*)?#?(\d+)\s*$", re.IGNORECASE)
 
 
@@ -300,7 +302,15 @@ class ScopeWidget(anywidget.AnyWidget):
         req = build_request(self.scope, job.request)
         if stale():
             raise Superseded
-        return compute_view(self.scope, req, self._baselines, self._info)
+        t0 = time.perf_counter()
+
+        def cancel() -> bool:  # short runs finish (progress while dragging); long ones yield to the newest
+            return stale() and time.perf_counter() - t0 > SUPERSEDE_AFTER_S
+
+        try:
+            return compute_view(self.scope, req, self._baselines, self._info, cancel)
+        except RunCancelled:
+            raise Superseded from None
 
     def _publishing(self) -> "_Flag":
         return _Flag(self._publisher)

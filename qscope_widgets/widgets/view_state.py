@@ -13,7 +13,7 @@ import math
 import numbers
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -317,12 +317,12 @@ class BaselineCache:
         self._d: OrderedDict[tuple, Trace] = OrderedDict()
         self._size = size
 
-    def get(self, scope: Any, prompt: str, layers: list[int]) -> Trace:
+    def get(self, scope: Any, prompt: str, layers: list[int], cancel: Callable[[], bool] | None = None) -> Trace:
         key = (prompt, tuple(layers))
         if key in self._d:
             self._d.move_to_end(key)
             return self._d[key]
-        trace = scope.run(prompt, layers=layers, top_n=TOP_NEXT)
+        trace = scope.run(prompt, layers=layers, top_n=TOP_NEXT, cancel=cancel)
         self._d[key] = trace
         if len(self._d) > self._size:
             self._d.popitem(last=False)
@@ -332,12 +332,17 @@ class BaselineCache:
         self._d.clear()
 
 
-def compute_view(scope: Any, req: ViewRequest, baselines: BaselineCache, info: FeatureInfo) -> ViewResult:
-    """Run the model for ``req`` and produce every output trait of the contract except status/sequence."""
+def compute_view(scope: Any, req: ViewRequest, baselines: BaselineCache, info: FeatureInfo,
+                 cancel: Callable[[], bool] | None = None) -> ViewResult:
+    """Run the model for ``req`` and produce every output trait of the contract except status/sequence.
+
+    ``cancel`` is passed to the forward passes (see :meth:`Scope.run`).
+    """
     layers = req.run_layers
-    baseline = baselines.get(scope, req.prompt, layers)
+    baseline = baselines.get(scope, req.prompt, layers, cancel)
     active = req.active_edits
-    trace = scope.run(req.prompt, layers=layers, steering=active, top_n=TOP_NEXT) if active else baseline
+    trace = (scope.run(req.prompt, layers=layers, steering=active, top_n=TOP_NEXT, cancel=cancel) if active
+             else baseline)
     n_tok = len(trace)
     if req.selected_token >= n_tok or req.selected_token < -1:
         req = ViewRequest(**{**req.__dict__, "selected_token": -1})  # the prompt got shorter than the selection
