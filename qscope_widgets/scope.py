@@ -113,7 +113,15 @@ class Scope:
         """The embedded tiny Qwen3.5 model and its Qwen-Scope-format SAEs: offline, CPU, seconds to load."""
         from . import demo as _demo
 
-        scope = cls.from_pretrained(str(_demo.model_dir()), saes=str(_demo.sae_dir()), **kwargs)
+        from transformers.utils import logging as hf_logging
+
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # a 10 MB model loads in ~0.1 s: a progress bar is only noise in a cell
+        try:
+            scope = cls.from_pretrained(str(_demo.model_dir()), saes=str(_demo.sae_dir()), **kwargs)
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         scope.name = "qscope-demo"
         index_dir = getattr(_demo, "index_dir", None)
         if index_dir is not None and index_dir() is not None and index_dir().exists():
