@@ -1,0 +1,21 @@
+// Feature labels the front end already knows (from the sidebar rows, the steering edits, the search results):
+// the heatmap's tooltip shows them beside feature ids.
+
+/**
+ * @param {{get(name: string): any}} model
+ * @param {number} layer
+ * @returns {Map<number, string>}
+ */
+export function knownLabels(model, layer) {
+  /** @type {Map<number, string>} */
+  const out = new Map();
+  const add = (/** @type {any} */ row, /** @type {boolean} */ sameLayer) => {
+    if (!row || !sameLayer || row.label == null || row.label === "") return;
+    const f = Number(row.feature);
+    if (Number.isInteger(f) && !out.has(f)) out.set(f, String(row.label));
+  };
+  for (const row of model.get("sidebar") || []) add(row, true);
+  for (const row of model.get("edits") || []) add(row, Number(row?.layer) === layer);
+  for (const row of model.get("search_results") || []) add(row, Number(row?.layer) === layer);
+  return out;
+}
