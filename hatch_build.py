@@ -80,8 +80,8 @@ def build_js(root: Path, *, force: bool = False) -> str:
     if npm is None:
         if state == "missing":
             raise RuntimeError(
-                "qscope-widgets: building the widget front end needs Node.js (>= 20) and npm, and neither a prebuilt "
-                f"bundle ({', '.join(BUNDLE)}) exists.\n"
+                "qscope-widgets: building the widget front end needs Node.js (>= 20) and npm, and no prebuilt "
+                f"bundle ({', '.join(BUNDLE)}) exists either.\n"
                 "  Install Node.js (e.g. `apt-get install -y nodejs npm`, or https://nodejs.org) and reinstall, or run "
                 "`bash scripts/install.sh`; or install a released wheel, which ships the bundle.")
         _log("WARNING: node/npm not found; shipping the existing bundle, which is older than js/src"
