@@ -39,7 +39,8 @@ export function histogramSvg(hist, logCounts) {
     const lg = Math.log10(e);
     if (Math.abs(lg - Math.round(lg)) < 1e-6) {
       svg.append(h("svg:line", { x1: i * bw, x2: i * bw, y1: H, y2: H + 3, class: "qscope-svg-axis" }));
-      svg.append(h("svg:text", { x: Math.min(W - 8, Math.max(8, i * bw)), y: H + pad - 1, "text-anchor": "middle", class: "qscope-svg-text", text: fmt(e) }));
+      const anchor = i === 0 ? "start" : i === n ? "end" : "middle";
+      svg.append(h("svg:text", { x: i * bw, y: H + pad - 1, "text-anchor": anchor, class: "qscope-svg-text", text: fmt(e) }));
     }
   });
   svg.append(h("svg:line", { x1: 0, x2: W, y1: H, y2: H, class: "qscope-svg-axis" }));

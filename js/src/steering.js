@@ -201,8 +201,13 @@ export function createSteering(ctx) {
     contEl.dataset.done = String(fresh && Boolean(c.done));
     const fill = (/** @type {HTMLElement} */ box, /** @type {string} */ text) => {
       clear(box);
-      box.append(fresh ? String(text ?? "") : "");
-      if (!fresh || !c.done) box.append(h("span", { class: "qscope-cursor", "aria-hidden": "true", text: "…" }));
+      if (!fresh) {
+        box.append(h("span", { class: "qscope-muted", text: "generating…" }));
+        return;
+      }
+      const t = String(text ?? "");
+      box.append(t || (c.done ? h("span", { class: "qscope-muted", text: "(empty: end of text first)" }) : ""));
+      if (!c.done) box.append(h("span", { class: "qscope-cursor", "aria-hidden": "true", text: "▍" }));
     };
     fill(contBase, c.baseline);
     fill(contSteer, c.steered);

@@ -170,12 +170,15 @@ describe("steering sliders", () => {
     const { $ } = await mount(model);
     const cont = $("[data-qscope='continuation']");
     expect(cont.textContent).not.toContain("stale");
+    expect($("[data-qscope='continuation-steered']").textContent).toBe("generating…");
     model.update({ continuation: { seq: 3, baseline: " God", steered: " LORD", done: false } });
-    expect($("[data-qscope='continuation-steered']").textContent).toBe(" LORD…");
+    expect($("[data-qscope='continuation-steered']").textContent).toBe(" LORD▍");
     expect(cont.dataset.done).toBe("false");
     model.update({ continuation: { seq: 3, baseline: " God created", steered: " LORD said", done: true } });
     expect($("[data-qscope='continuation-baseline']").textContent).toBe(" God created");
     expect(cont.dataset.done).toBe("true");
+    model.update({ continuation: { seq: 3, baseline: "", steered: "x", done: true } });
+    expect($("[data-qscope='continuation-baseline']").textContent).toContain("empty");
     model.update({ continuation_tokens: 0 });
     expect(cont.hidden).toBe(true);
   });
