@@ -95,8 +95,11 @@ def test_widget_state_is_saved(path):
     assert uses_widget
     state = nb["metadata"].get("widgets", {}).get(WIDGET_STATE)
     assert state is not None, "execute with nbconvert (store_widget_state) or save widget state in JupyterLab"
-    models = [m["model_name"] for m in state["state"].values()]
-    assert "AnyModel" in models
+    anywidgets = [m["state"] for m in state["state"].values() if m["model_name"] == "AnyModel"]
+    assert anywidgets, "the explorer / dashboard model is in the saved state"
+    for m in anywidgets:
+        assert "front end is not built" not in m.get("_esm", ""), \
+            "saved with the placeholder front end: build js/ (bash scripts/install.sh), then re-execute the notebook"
 
 
 def test_colab_cell_is_a_no_op_here():
