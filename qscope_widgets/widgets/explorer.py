@@ -32,6 +32,7 @@ from .view_state import (BaselineCache, FeatureInfo, ViewResult, build_request, 
 
 INPUTS = ("prompt", "layer", "selected_token", "selected_feature", "color_by", "diff", "edits", "continuation_tokens")
 _CREATED = itertools.count()
+STREAM_INTERVAL_S = 0.05  # the streamed continuation is sent at most this often
 SUPERSEDE_AFTER_S = 0.3  # a forward running longer than this is abandoned as soon as a newer request exists
 _ID_QUERY = re.compile(r"^\s*(?:l(?:ayer)?\s*(\d+)\s*[/:]\s*)?#?(\d+)\s*$", re.IGNORECASE)
 
@@ -350,12 +351,17 @@ class ScopeWidget(anywidget.AnyWidget):
             return
         parts: list[str] = []
         self.continuation = {"seq": job.seq, "baseline": base, "steered": "", "done": False}
+        last_sent = [time.perf_counter()]
 
         def on_token(_step: int, token: str, _which: str) -> None:
             if stale():
                 raise Superseded
             parts.append(token)
-            self.continuation = {"seq": job.seq, "baseline": base, "steered": "".join(parts), "done": False}
+            now = time.perf_counter()
+            if now - last_sent[0] >= STREAM_INTERVAL_S:  # a message per frame at most, not one per token
+                last_sent[0] = now
+                self.continuation = {"seq": job.seq, "baseline": base, "steered": "".join(parts), "done": False}
+            time.sleep(0)  # let the kernel's main thread take the next slider message between tokens
 
         gen = self.scope.generate(req.prompt, steering=req.active_edits, max_new_tokens=n, baseline=False,
                                   on_token=on_token)
