@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -85,13 +84,23 @@ def kernel_eval_json(kc: Any, code: str, timeout: float = 60) -> Any:
     return json.loads("".join(out).strip().splitlines()[-1])
 
 
+def strip_outputs(nb: dict) -> dict:
+    """A notebook with no outputs, execution counts or saved widget state."""
+    for cell in nb.get("cells", []):
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    nb.get("metadata", {}).pop("widgets", None)
+    return nb
+
+
 @contextlib.contextmanager
-def jupyterlab(workdir: Path, notebooks: list[Path]) -> Iterator[Lab]:
-    """Start JupyterLab serving copies of ``notebooks``; stop it on every path."""
+def jupyterlab(workdir: Path, notebooks: list[Path], app: str = "lab") -> Iterator[Lab]:
+    """Start JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) serving copies of ``notebooks``;
+    stop it on every path."""
     root = workdir / "root"
     root.mkdir(parents=True)
-    for nb in notebooks:
-        shutil.copy(nb, root / nb.name)
+    for nb in notebooks:  # served without saved outputs, so whatever the page shows comes from this kernel
+        (root / nb.name).write_text(json.dumps(strip_outputs(json.loads(nb.read_text()))))
     cfg, runtime, settings, workspaces = (workdir / n for n in ("config", "runtime", "settings", "workspaces"))
     for d in (cfg, runtime, settings, workspaces):
         d.mkdir()
@@ -102,10 +111,12 @@ def jupyterlab(workdir: Path, notebooks: list[Path]) -> Iterator[Lab]:
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(cfg), "JUPYTER_RUNTIME_DIR": str(runtime),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     log = workdir / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+    cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--allow-root",
-           f"--ServerApp.root_dir={root}", "--LabApp.news_url=", f"--LabApp.workspaces_dir={workspaces}",
-           f"--LabApp.user_settings_dir={settings}"]
+           f"--ServerApp.root_dir={root}"]
+    cmd += ([f"--LabApp.news_url=", f"--LabApp.workspaces_dir={workspaces}", f"--LabApp.user_settings_dir={settings}"]
+            if app == "lab" else [f"--JupyterNotebookApp.user_settings_dir={settings}",
+                                  f"--JupyterNotebookApp.workspaces_dir={workspaces}"])
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, cwd=root)
     lab = Lab(f"http://127.0.0.1:{port}", root, runtime, proc, log)
@@ -184,6 +195,24 @@ def open_and_run_all(page: Any, lab: Lab, notebook: str, timeout_ms: int = 120_0
     page.goto(f"{lab.url}/lab/tree/{notebook}")
     page.locator(".jp-Notebook").wait_for(timeout=timeout_ms)
     page.get_by_text("| Idle").first.wait_for(timeout=timeout_ms)
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    page.wait_for_function(
+        """() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+                   return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }""",
+        timeout=timeout_ms)
+
+
+def open_and_run_all_notebook7(page: Any, lab: Lab, notebook: str, timeout_ms: int = 120_000) -> None:
+    """The same in Notebook 7 (one notebook per page; its kernel state read from the server's REST API)."""
+    page.goto(f"{lab.url}/notebooks/{notebook}")
+    page.locator(".jp-Notebook").wait_for(timeout=timeout_ms)
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not any(s["kernel"]["execution_state"] == "idle" for s in lab.api("sessions")):
+        if time.monotonic() > deadline:
+            raise TimeoutError("the notebook's kernel never became idle")
+        time.sleep(0.2)
+    page.wait_for_timeout(500)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
     page.wait_for_function(

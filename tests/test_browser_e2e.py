@@ -1,10 +1,12 @@
-"""End to end, in a real JupyterLab and a real (headless) Chromium: open the quickstart notebook, run every cell,
-pin a feature and move its steering slider, move the layer scrubber, and check that the heatmap in the page shows
-exactly what the kernel computes for the new state. Screenshots (light and dark) land in test-artifacts/.
+"""End to end, in a real JupyterLab (and Notebook 7) and a real (headless) Chromium: open the quickstart notebook,
+run every cell, pin a feature and move its steering slider, move the layer scrubber, and check that the heatmap in
+the page shows exactly what the kernel computes for the new state. Screenshots (light and dark) land in
+test-artifacts/.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from jupyterlab_harness import (chromium_page, jupyterlab, kernel_eval_json, missing_requirements, open_and_run_all,
-                                set_theme)
+                                open_and_run_all_notebook7, set_theme)
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "notebooks" / "01_quickstart.ipynb"
@@ -70,7 +72,7 @@ def assert_page_matches_kernel(page, kc) -> dict:
     return want
 
 
-def test_quickstart_explorer_in_jupyterlab(tmp_path):
+def require_browser() -> None:
     why = missing_requirements()
     if why and os.environ.get("QSCOPE_REQUIRE_BROWSER") == "1":  # CI sets it: a missing browser is a failure there
         pytest.fail(f"the browser test cannot run: {why}")
@@ -78,56 +80,78 @@ def test_quickstart_explorer_in_jupyterlab(tmp_path):
         pytest.skip(why)
     assert QUICKSTART.exists(), "notebooks/01_quickstart.ipynb is missing"
     ARTIFACTS.mkdir(exist_ok=True)
-    with jupyterlab(tmp_path, [QUICKSTART]) as lab, chromium_page() as (page, watch):
-        try:
-            open_and_run_all(page, lab, QUICKSTART.name)
-            root = page.locator(EXPLORER).first
-            root.locator('[data-qscope="heatmap"] .qscope-token').first.wait_for(timeout=60_000)
-            kc = lab.kernel_client()
-            try:
-                start = assert_page_matches_kernel(page, kc)
 
-                # pin the strongest feature of the prompt from the sidebar, then drag its slider
-                seq0 = start["seq"]
-                root.locator('[data-qscope="feature-row"] [data-qscope="pin"]').first.click()
-                slider = f'{EXPLORER} input[type=range][data-qscope="strength"]'
-                page.locator(slider).first.wait_for(timeout=30_000)
-                wait_drawn_after(page, seq0 - 1)
-                lo, hi = page.eval_on_selector(slider, "el => [Number(el.min), Number(el.max)]")
-                seq1 = drawn_values(page)[0]
-                for frac in (0.6, 0.7, 0.8, 0.9):  # a short drag: coalesced, the last value wins
-                    set_range(page, slider, lo + frac * (hi - lo))
-                wait_drawn_after(page, seq1)
-                steered = assert_page_matches_kernel(page, kc)
-                assert steered["edits"] and steered["values"] != start["values"], "steering changed nothing"
-                pinned_layer = steered["edits"][0][0]
 
-                # move the layer scrubber to another layer
-                scrub = f'{EXPLORER} input[type=range][data-qscope="layer"]'
-                lmin, lmax = page.eval_on_selector(scrub, "el => [Number(el.min), Number(el.max)]")
-                target = lmin if pinned_layer != lmin else lmax
-                seq2 = drawn_values(page)[0]
-                set_range(page, scrub, target)
-                wait_drawn_after(page, seq2)
-                moved = assert_page_matches_kernel(page, kc)
-                assert moved["layer"] == target != start["layer"] or moved["layer"] == target
-                assert moved["values"] != steered["values"]
+def exercise_explorer(page, lab, shots: str | None) -> None:
+    """Check the first draw, pin + drag a slider, move the scrubber; the page must match the kernel each time."""
+    root = page.locator(EXPLORER).first
+    root.locator('[data-qscope="heatmap"] .qscope-token').first.wait_for(timeout=60_000)
+    kc = lab.kernel_client()
+    try:
+        start = assert_page_matches_kernel(page, kc)
 
-                status = root.locator('[data-qscope="status"]')
-                assert root.locator('[data-qscope="error"]').inner_text().strip() == ""
-                assert status.get_attribute("data-busy") == "false"
+        # pin the strongest feature of the prompt from the sidebar, then drag its slider
+        seq0 = start["seq"]
+        root.locator('[data-qscope="feature-row"] [data-qscope="pin"]').first.click()
+        slider = f'{EXPLORER} input[type=range][data-qscope="strength"]'
+        page.locator(slider).first.wait_for(timeout=30_000)
+        wait_drawn_after(page, seq0 - 1)
+        lo, hi = page.eval_on_selector(slider, "el => [Number(el.min), Number(el.max)]")
+        seq1 = drawn_values(page)[0]
+        for frac in (0.6, 0.7, 0.8, 0.9):  # a short drag: coalesced, the last value wins
+            set_range(page, slider, lo + frac * (hi - lo))
+        wait_drawn_after(page, seq1)
+        steered = assert_page_matches_kernel(page, kc)
+        assert steered["edits"] and steered["values"] != start["values"], "steering changed nothing"
+        assert steered["edits"][0][2] == pytest.approx(lo + 0.9 * (hi - lo), rel=0.02), "the last drag value lost"
+        pinned_layer = steered["edits"][0][0]
 
-                root.scroll_into_view_if_needed()
-                root.screenshot(path=str(ARTIFACTS / "explorer-light.png"))
-                set_theme(page, dark=True)
-                root.screenshot(path=str(ARTIFACTS / "explorer-dark.png"))
-            finally:
-                kc.stop_channels()
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
-            shutil.copy(lab.log, ARTIFACTS / "jupyterlab.log")
-            raise
+        # move the layer scrubber to another layer
+        scrub = f'{EXPLORER} input[type=range][data-qscope="layer"]'
+        lmin, lmax = page.eval_on_selector(scrub, "el => [Number(el.min), Number(el.max)]")
+        target = lmin if pinned_layer != lmin else lmax
+        seq2 = drawn_values(page)[0]
+        set_range(page, scrub, target)
+        wait_drawn_after(page, seq2)
+        moved = assert_page_matches_kernel(page, kc)
+        assert moved["layer"] == target and moved["values"] != steered["values"]
+
+        assert root.locator('[data-qscope="error"]').inner_text().strip() == ""
+        assert root.locator('[data-qscope="status"]').get_attribute("data-busy") == "false"
+        if shots:
+            root.scroll_into_view_if_needed()
+            root.screenshot(path=str(ARTIFACTS / f"{shots}-light.png"))
+            set_theme(page, dark=True)
+            root.screenshot(path=str(ARTIFACTS / f"{shots}-dark.png"))
+    finally:
+        kc.stop_channels()
+
+
+def check_watch(watch) -> None:
     assert not watch.foreign_requests, f"requests left 127.0.0.1: {watch.foreign_requests[:5]}"
-    errors = [e for e in watch.console_errors if "qscope" in e.lower() or "anywidget" in e.lower()
-              or "Failed to load" in e]
-    assert not errors, f"console errors: {json.dumps(errors[:5], indent=1)}"
+    assert not watch.console_errors, f"console errors: {json.dumps(watch.console_errors[:5], indent=1)}"
+
+
+def run_in(tmp_path, app: str, opener, shots: str | None) -> None:
+    require_browser()
+    with jupyterlab(tmp_path, [QUICKSTART], app=app) as lab, chromium_page() as (page, watch):
+        try:
+            opener(page, lab, QUICKSTART.name)
+            exercise_explorer(page, lab, shots)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / f"failure-{app}.png"), full_page=True)
+            shutil.copy(lab.log, ARTIFACTS / f"{app}.log")
+            raise
+    check_watch(watch)
+
+
+def test_quickstart_explorer_in_jupyterlab(tmp_path):
+    run_in(tmp_path, "lab", open_and_run_all, shots="explorer")
+
+
+def test_quickstart_explorer_in_notebook7(tmp_path):
+    if importlib.util.find_spec("notebook") is None:  # in the dev extras; a user's own env may lack it
+        if os.environ.get("QSCOPE_REQUIRE_BROWSER") == "1":
+            pytest.fail("Notebook 7 is not installed: scripts/install.sh installs it with the dev extras")
+        pytest.skip("Notebook 7 is not installed (pip install 'notebook>=7')")
+    run_in(tmp_path, "notebook", open_and_run_all_notebook7, shots=None)
