@@ -41,3 +41,15 @@ def test_unknown_layer(folder):
     with pytest.raises(UnknownLayerError):
         bank.get("3")  # type: ignore[arg-type]
     assert 3 in bank and 9 not in bank
+
+
+def test_a_layer_first_loaded_inside_a_run_has_ordinary_weights(scope):
+    """Loading happens outside inference mode, so later autograd-tracked maths on the weights works."""
+    import torch
+
+    scope.saes.evict()
+    scope.run("load the layer inside inference mode", layers=[2])
+    sae = scope.sae(2)
+    assert not sae.W_dec.is_inference()
+    direction = torch.ones(scope.d_model) @ sae.W_dec  # raised "Inference tensors cannot be saved for backward"
+    assert direction.shape == (sae.d_sae,)

@@ -72,7 +72,10 @@ class SAEBank:
                 return sae
             if layer not in self.source.layers:
                 raise UnknownLayerError(f"no SAE for layer {layer}; layers with SAEs: {self.layers}")
-            sae = self.source.load(layer, d_model=self.d_model, device=self.device, dtype=self.dtype)
+            # Loaded outside inference mode even when first asked for inside a Scope.run: weights created there
+            # would be inference tensors, unusable in ordinary autograd-tracked maths later (W_U @ W_dec[:, f]).
+            with torch.inference_mode(False):
+                sae = self.source.load(layer, d_model=self.d_model, device=self.device, dtype=self.dtype)
             sae.requires_grad_(False)
             self.loads += 1
             size = sae.nbytes()
