@@ -99,7 +99,7 @@ class ScopeWidget(anywidget.AnyWidget):
         self._baselines = BaselineCache()
         self._continuations: dict[tuple[str, int], str] = {}
         self._result: ViewResult | None = None
-        self._errors: dict[int, str] = {}
+        self._last_error: tuple[int, str] = (0, "")  # (seq, message) of the latest failed request
         self._status_lock = threading.Lock()
         self._publisher = threading.local()
         self._ready = False
@@ -115,7 +115,6 @@ class ScopeWidget(anywidget.AnyWidget):
         if steering is not None:
             self.edits = [self._row_for(e) for e in Steering(steering)]
         self._ready = True
-        register_explorer(scope, self)
         _LIVE.add(self)
         if prompt:
             self._request()
@@ -136,8 +135,8 @@ class ScopeWidget(anywidget.AnyWidget):
         seq = self._scheduler.latest_seq
         if not self._scheduler.wait(seq, timeout, idle=idle):
             raise TimeoutError(f"the explorer did not finish request {seq} within {timeout} s")
-        if raise_error and seq in self._errors:
-            raise QScopeError(self._errors[seq])
+        if raise_error and self._last_error[0] == seq:
+            raise QScopeError(self._last_error[1])
         return self
 
     @property
@@ -320,10 +319,10 @@ class ScopeWidget(anywidget.AnyWidget):
         latency = (time.perf_counter() - job.submitted) * 1e3
         busy = self._scheduler.latest_seq > job.seq
         if isinstance(result, BaseException):
-            self._errors[job.seq] = _error_text(result)
+            self._last_error = (job.seq, _error_text(result))
             with self._publishing():
                 self.layer_state = layer_states(self.scope)
-            self._set_status(busy=busy, stage="", latency_ms=latency, error=self._errors[job.seq])
+            self._set_status(busy=busy, stage="", latency_ms=latency, error=self._last_error[1])
             return
         if job.seq <= self.result_seq:
             return  # never draw an older result over a newer one
@@ -475,17 +474,7 @@ def live_widgets() -> list[ScopeWidget]:
     return sorted(_LIVE, key=lambda w: w._created)
 
 
-_EXPLORERS: "weakref.WeakKeyDictionary[Any, weakref.ref]" = weakref.WeakKeyDictionary()
-
-
-def register_explorer(scope: Any, widget: ScopeWidget) -> None:
-    """Remember the newest explorer of a scope, so a feature dashboard's pin button knows where to pin."""
-    try:
-        _EXPLORERS[scope] = weakref.ref(widget)
-    except TypeError:  # a scope that cannot be weakly referenced: no default target, pins need explorer=...
-        pass
-
-
 def latest_explorer(scope: Any) -> ScopeWidget | None:
-    ref = _EXPLORERS.get(scope)
-    return ref() if ref is not None else None
+    """The newest open widget on ``scope``: where a feature dashboard's pin button pins by default."""
+    mine = [w for w in live_widgets() if w.scope is scope]
+    return mine[-1] if mine else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -345,7 +345,7 @@ def compute_view(scope: Any, req: ViewRequest, baselines: BaselineCache, info: F
              else baseline)
     n_tok = len(trace)
     if req.selected_token >= n_tok or req.selected_token < -1:
-        req = ViewRequest(**{**req.__dict__, "selected_token": -1})  # the prompt got shorter than the selection
+        req = replace(req, selected_token=-1)  # the prompt got shorter than the selection
     codes = trace.layers[req.layer]
     values = token_values(codes, req)
     if active:
