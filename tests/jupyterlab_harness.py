@@ -94,22 +94,32 @@ def strip_outputs(nb: dict) -> dict:
 
 
 @contextlib.contextmanager
-def jupyterlab(workdir: Path, notebooks: list[Path], app: str = "lab") -> Iterator[Lab]:
+def jupyterlab(workdir: Path, notebooks: list[Path], app: str = "lab", saved: bool = False) -> Iterator[Lab]:
     """Start JupyterLab (``app="lab"``) or Notebook 7 (``app="notebook"``) serving copies of ``notebooks``;
-    stop it on every path."""
+    stop it on every path.
+
+    By default the copies have no saved outputs, so whatever the page shows comes from this kernel;
+    ``saved=True`` serves them as saved (outputs and widget state), trusted, as a user re-opening them would.
+    """
     root = workdir / "root"
     root.mkdir(parents=True)
-    for nb in notebooks:  # served without saved outputs, so whatever the page shows comes from this kernel
-        (root / nb.name).write_text(json.dumps(strip_outputs(json.loads(nb.read_text()))))
-    cfg, runtime, settings, workspaces = (workdir / n for n in ("config", "runtime", "settings", "workspaces"))
-    for d in (cfg, runtime, settings, workspaces):
+    cfg, runtime, settings, workspaces, data = (workdir / n for n in ("config", "runtime", "settings", "workspaces",
+                                                                       "data"))
+    for d in (cfg, runtime, settings, workspaces, data):
         d.mkdir()
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(cfg), "JUPYTER_RUNTIME_DIR": str(runtime),
+           "JUPYTER_DATA_DIR": str(data), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    for nb in notebooks:
+        content = json.loads(nb.read_text())
+        (root / nb.name).write_text(json.dumps(content if saved else strip_outputs(content)))
+        if saved:
+            subprocess.run([sys.executable, "-m", "jupyter", "trust", str(root / nb.name)], env=env, check=True,
+                           capture_output=True)
     notif = settings / "@jupyterlab" / "apputils-extension"
     notif.mkdir(parents=True)
     (notif / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
     port = _free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(cfg), "JUPYTER_RUNTIME_DIR": str(runtime),
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     log = workdir / "jupyterlab.log"
     cmd = [sys.executable, "-m", "jupyter", app, "--no-browser", "--ip=127.0.0.1", f"--port={port}",
            "--ServerApp.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--allow-root",

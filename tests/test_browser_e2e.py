@@ -155,3 +155,18 @@ def test_quickstart_explorer_in_notebook7(tmp_path):
             pytest.fail("Notebook 7 is not installed: scripts/install.sh installs it with the dev extras")
         pytest.skip("Notebook 7 is not installed (pip install 'notebook>=7')")
     run_in(tmp_path, "notebook", open_and_run_all_notebook7, shots=None)
+
+
+def test_saved_notebook_shows_the_explorer_before_any_cell_runs(tmp_path):
+    """Widget state saved in the executed quickstart draws the explorer when the notebook is re-opened."""
+    require_browser()
+    saved = json.loads(QUICKSTART.read_text())
+    states = saved["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    explorers = [s["state"] for s in states.values() if s["state"].get("_view") == "explorer"]
+    assert explorers, "the quickstart holds no saved explorer state"
+    with jupyterlab(tmp_path, [QUICKSTART], saved=True) as lab, chromium_page() as (page, watch):
+        page.goto(f"{lab.url}/lab/tree/{QUICKSTART.name}")
+        tokens = page.locator(EXPLORER).first.locator(".qscope-token")
+        tokens.first.wait_for(timeout=60_000)  # no cell was run: this comes from the saved state alone
+        assert tokens.count() == len(explorers[0]["tokens"])
+    check_watch(watch)
