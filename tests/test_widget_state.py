@@ -246,3 +246,18 @@ def test_a_long_forward_is_abandoned_for_a_newer_request(demo, monkeypatch):
             h.remove()
     assert "shepherd" in "".join(ex.tokens)
     assert ex._scheduler.runs == 2  # the first request and the last one; the middle one was abandoned mid-forward
+
+
+def test_a_script_that_ends_while_a_continuation_streams_exits_cleanly(tmp_path):
+    """No 'terminate called' abort: the worker is stopped before the interpreter tears torch down."""
+    import subprocess
+    import sys
+
+    script = ("from qscope_widgets import Scope\n"
+              "s = Scope.demo()\n"
+              "ex = s.explore('In the beginning', layer=3, continuation_tokens=64)\n"
+              "ex.pin(3, 2360)\n"
+              "ex.steering.set(3, 2360, strength=30.0)\n")  # returns while the steered continuation streams
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "terminate called" not in run.stderr

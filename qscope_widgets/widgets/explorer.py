@@ -11,6 +11,7 @@ and the result is published with its number. Reading ``explorer.trace`` waits fo
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import re
 import threading
@@ -467,6 +468,15 @@ class LiveSteering(Steering):
 
 # -------------------------------------------------------------------------------------------- registry
 _LIVE: "weakref.WeakSet[ScopeWidget]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_workers() -> None:
+    """Let running jobs stop before the interpreter tears torch down under them (a script ending mid-stream)."""
+    for w in live_widgets():
+        scheduler = getattr(w, "_scheduler", None)
+        if scheduler is not None:
+            scheduler.close(join_timeout=5.0)
 
 
 def live_widgets() -> list[ScopeWidget]:

@@ -106,11 +106,19 @@ class RunScheduler(Generic[R]):
                 self._cond.wait(left)
             return True
 
-    def close(self) -> None:
+    def close(self, join_timeout: float | None = None) -> None:
+        """Stop accepting requests; a running job sees itself stale and stops at its next ``is_stale()`` check.
+
+        ``join_timeout``: also wait that long for the worker to finish (at interpreter exit, a worker thread
+        still inside torch when the runtime is torn down aborts the process).
+        """
         with self._cond:
             self._closed = True
             self._pending = None
+            self._latest += 1  # whatever runs now is superseded
             self._cond.notify_all()
+        if join_timeout is not None and self._thread is not threading.current_thread():
+            self._thread.join(join_timeout)
 
     # -------------------------------------------------------------------------------- the worker
     def _loop(self) -> None:
