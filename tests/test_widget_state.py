@@ -261,3 +261,41 @@ def test_a_script_that_ends_while_a_continuation_streams_exits_cleanly(tmp_path)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "terminate called" not in run.stderr
+
+
+def test_scrubbing_to_an_unloaded_layer_shows_loading_then_ready(qwen35, tokenizer, sae_folder):
+    """With a bank budget below the whole release, only resident layers are charted; moving the scrubber to an
+    unloaded layer publishes a 'loading' state while its SAE loads, then 'ready'."""
+    from qscope_widgets import Scope
+
+    one_layer = 2 * 64 * 256 * 4 + (256 + 64) * 4
+    scope = Scope(qwen35, tokenizer, str(sae_folder), sae_cache_bytes=2 * one_layer)
+    ex = Explorer(scope, "a small test prompt", layer=1)
+    assert ex.layer_state == ["unloaded", "ready", "unloaded", "unloaded"]
+    chart = f32(ex.layer_chart).reshape(4, 4)
+    assert np.isnan(chart[[0, 2, 3], 1]).all() and np.isfinite(chart[1, 1])
+    seen = []
+    ex.observe(lambda change: seen.append(list(change["new"])), names="layer_state")
+    ex.layer = 3
+    ex.wait()
+    assert ["unloaded", "ready", "unloaded", "loading"] in seen
+    assert ex.layer_state[3] == "ready" and scope.saes.loads == 2
+
+
+def test_out_of_memory_shows_in_the_widget_and_it_recovers(demo, monkeypatch):
+    import torch
+
+    ex = Explorer(demo, PROMPT, layer=3)
+    real_run = demo.run
+
+    def oom_once(*args, **kwargs):
+        monkeypatch.setattr(demo, "run", real_run)
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(demo, "run", oom_once)
+    ex.prompt = "And God said"
+    with pytest.raises(QScopeError, match="out of GPU memory"):
+        ex.wait()
+    ex.prompt = "And God said, Let there be light"
+    ex.wait()
+    assert ex.error == "" and "light" in "".join(ex.tokens)

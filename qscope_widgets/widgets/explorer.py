@@ -105,7 +105,7 @@ class ScopeWidget(anywidget.AnyWidget):
         self._publisher = threading.local()
         self._ready = False
         self._created = next(_CREATED)
-        super().__init__(n_layers=scope.n_layers, sae_layers=list(scope.sae_layers), d_sae=int(scope.d_sae or 0),
+        super().__init__(n_layers=scope.n_layers, sae_layers=list(scope.sae_layers), d_sae=scope.sae(layer).d_sae,
                          feature_url=feature_url, layer=layer, prompt=prompt,
                          color_by=color_by or ("feature" if feature is not None else "strongest"),
                          selected_feature=-1 if feature is None else int(feature),

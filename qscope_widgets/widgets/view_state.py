@@ -156,7 +156,7 @@ def chart_layers(scope: Any, view_layer: int) -> list[int]:
     total = per_layer * len(scope.sae_layers)
     if total <= CHART_ALL_LAYERS_BYTES and (budget is None or total <= budget):
         return list(scope.sae_layers)
-    return sorted(set(scope.saes.loaded_layers()) | {view_layer})
+    return sorted(set(scope.saes.loaded_layers) | {view_layer})
 
 
 def layer_states(scope: Any, loading: int | None = None) -> list[str]:
