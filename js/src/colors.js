@@ -1,10 +1,11 @@
-// Colour-blind-safe scales: viridis (sequential, for magnitudes) and a blue-white-orange diverging scale
-// (for steered - baseline). Text on a coloured token is black or white, whichever has the higher contrast.
+// Colour-blind-safe scales: a pale-to-dark yellow-orange-brown (sequential, for magnitudes: lightness carries the
+// value, so a weak activation stays faint instead of the darkest, most salient colour as with viridis on a light
+// page) and a blue-white-orange diverging scale (for steered - baseline). Text on a coloured token is black or white, whichever has the higher contrast.
 
 /** @typedef {[number, number, number]} RGB */
 
-/** viridis, sampled at 9 evenly spaced stops */
-const VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725"];
+/** ColorBrewer YlOrBr, 9 classes: single-hue-family, monotone in lightness, colour-blind safe */
+const YL_OR_BR = ["#ffffe5", "#fff7bc", "#fee391", "#fec44f", "#fe9929", "#ec7014", "#cc4c02", "#993404", "#662506"];
 /** blue (negative) -> near white (0) -> orange (positive); from ColorBrewer RdBu / PuOr, both colour-blind safe */
 const BLUE_ORANGE = ["#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7", "#fee0b6", "#fdb863", "#e08214", "#b35806"];
 
@@ -14,7 +15,7 @@ export function hexToRgb(hex) {
   return [parseInt(h.slice(0, 2), 16), parseInt(h.slice(2, 4), 16), parseInt(h.slice(4, 6), 16)];
 }
 
-const SEQ = VIRIDIS.map(hexToRgb);
+const SEQ = YL_OR_BR.map(hexToRgb);
 const DIV = BLUE_ORANGE.map(hexToRgb);
 
 /** @param {RGB[]} stops @param {number} t in [0, 1] @returns {RGB} */
@@ -84,6 +85,6 @@ export function cellColor(value, range, scale) {
 
 /** A CSS gradient of a scale, left to right, for legends. @param {"sequential" | "diverging"} scale */
 export function gradient(scale) {
-  const stops = scale === "diverging" ? BLUE_ORANGE : VIRIDIS;
+  const stops = scale === "diverging" ? BLUE_ORANGE : YL_OR_BR;
   return `linear-gradient(to right, ${stops.join(", ")})`;
 }

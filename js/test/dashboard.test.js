@@ -40,7 +40,7 @@ describe("feature dashboard", () => {
     expect(ctx[1].querySelector("mark").textContent).toBe("·LORD");
     // per-token shading by acts: the centre is the top of the scale, zero is unfilled
     const toks = ctx[0].querySelectorAll(".qscope-ctx-token");
-    expect(toks[3].style.backgroundColor).toBe("rgb(253, 231, 37)");
+    expect(toks[3].style.backgroundColor).toBe("rgb(102, 37, 6)");
     expect(toks[0].style.backgroundColor).toBe("");
     expect(toks[2].style.backgroundColor).not.toBe("");
   });

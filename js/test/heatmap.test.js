@@ -10,9 +10,9 @@ describe("token heatmap", () => {
     const spans = tokens($$);
     expect(spans.map((s) => s.dataset.index)).toEqual(["0", "1", "2", "3"]);
     expect(spans.map((s) => s.dataset.value)).toEqual(["2.5", String(Math.fround(0.1)), "4", "0"]);
-    expect(spans[2].style.backgroundColor).toBe("rgb(253, 231, 37)"); // the top of viridis
+    expect(spans[2].style.backgroundColor).toBe("rgb(102, 37, 6)"); // the top of the sequential scale
     expect(spans[3].style.backgroundColor).toBe(""); // 0: no fill
-    expect(spans[2].style.color).toBe("#000");
+    expect(spans[2].style.color).toBe("#fff"); // white text on the darkest brown
     expect($(".qscope").dataset.resultSeq).toBe("1");
     expect($(".qscope").dataset.qscopeView).toBe("heatmap");
   });

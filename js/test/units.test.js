@@ -31,9 +31,9 @@ describe("buffers", () => {
 });
 
 describe("colours", () => {
-  it("sequential runs dark to light (viridis), diverging blue to orange", () => {
-    expect(sequential(0)).toEqual(hexToRgb("#440154"));
-    expect(sequential(1)).toEqual(hexToRgb("#fde725"));
+  it("sequential runs light to dark (YlOrBr), diverging blue to orange", () => {
+    expect(sequential(0)).toEqual(hexToRgb("#ffffe5"));
+    expect(sequential(1)).toEqual(hexToRgb("#662506"));
     const [r0, , b0] = diverging(-1);
     const [r1, , b1] = diverging(1);
     expect(b0).toBeGreaterThan(r0);
