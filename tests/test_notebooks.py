@@ -97,9 +97,13 @@ def test_widget_state_is_saved(path):
     assert state is not None, "execute with nbconvert (store_widget_state) or save widget state in JupyterLab"
     anywidgets = [m["state"] for m in state["state"].values() if m["model_name"] == "AnyModel"]
     assert anywidgets, "the explorer / dashboard model is in the saved state"
+    bundle = (Path(__file__).resolve().parent.parent / "qscope_widgets" / "static" / "widget.js").read_text()
     for m in anywidgets:
         assert "front end is not built" not in m.get("_esm", ""), \
             "saved with the placeholder front end: build js/ (bash scripts/install.sh), then re-execute the notebook"
+        # the saved state carries its own copy of the front end: a stale copy draws an old UI when re-opened
+        assert m.get("_esm") == bundle, \
+            "saved with an older front end: re-execute the notebook (see notebooks/README.md) after changing js/"
 
 
 def test_colab_cell_is_a_no_op_here():
