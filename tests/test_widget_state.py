@@ -299,3 +299,15 @@ def test_out_of_memory_shows_in_the_widget_and_it_recovers(demo, monkeypatch):
     ex.prompt = "And God said, Let there be light"
     ex.wait()
     assert ex.error == "" and "light" in "".join(ex.tokens)
+
+
+def test_bad_constructor_arguments_raise_in_python(demo):
+    from qscope_widgets import FeatureIndexError
+
+    with pytest.raises(FeatureIndexError, match="out of range"):
+        demo.explore(PROMPT, layer=3, feature=10**6)
+    with pytest.raises(QScopeError, match="context|too long|tokens"):
+        demo.explore("word " * 100_000, layer=3)
+    with pytest.raises(QScopeError, match="finite"):
+        demo.explore(PROMPT, layer=3, steering=[{"layer": 3, "feature": 1, "strength": float("nan")}])
+    assert demo.explore("", layer=3).tokens == []  # nothing to run yet: the prompt box is waiting

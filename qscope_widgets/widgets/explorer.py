@@ -95,6 +95,8 @@ class ScopeWidget(anywidget.AnyWidget):
             layer = scope.sae_layers[len(scope.sae_layers) // 2]
         if layer not in scope.sae_layers:
             raise UnknownLayerError(f"layer {layer} has no SAE; layers with an SAE: {scope.sae_layers}")
+        if feature is not None:
+            scope.sae(layer).check_feature(feature)
         self.scope = scope
         self._info = FeatureInfo(scope)
         self._baselines = BaselineCache()
@@ -120,7 +122,7 @@ class ScopeWidget(anywidget.AnyWidget):
         if prompt:
             self._request()
             if wait:
-                self.wait(raise_error=False)
+                self.wait()  # a bad prompt or edit given in Python raises here, naming the problem
 
     # ------------------------------------------------------------------------------------------ Python API
     def __repr__(self) -> str:
