@@ -16,8 +16,10 @@ class Recorder:
         self.published: list[tuple[int, object]] = []
         self.gate = gate
         self.fail_on = fail_on or set()
+        self.started = threading.Event()
 
     def compute(self, job, stale):
+        self.started.set()
         if self.gate is not None:
             assert self.gate.wait(10)
         self.ran.append(job.request)
@@ -34,7 +36,7 @@ def test_drag_is_coalesced_to_the_latest_request():
     rec = Recorder(gate)
     s = RunScheduler(rec.compute, rec.publish)
     first = s.submit(0)
-    time.sleep(0.05)  # the worker is now blocked inside request 0
+    assert rec.started.wait(10)  # the worker is now blocked inside request 0
     seqs = [s.submit(v) for v in range(1, 40)]
     gate.set()
     assert s.wait(seqs[-1], timeout=10)
@@ -69,29 +71,26 @@ def test_an_error_is_published_and_the_worker_keeps_running():
 
 
 def test_a_long_follow_up_is_superseded_by_a_newer_request():
-    steps: list[int] = []
-    started = threading.Event()
+    steps: dict[int, int] = {}
+    started = {1: threading.Event(), 2: threading.Event()}
 
     def after(job, result, stale):
-        started.set()
-        for i in range(1000):
+        started.get(job.request, threading.Event()).set()
+        for _ in range(1000):  # 5 s if nobody interrupts
             if stale():
                 raise Superseded
-            steps.append(i)
+            steps[job.request] = steps.get(job.request, 0) + 1
             time.sleep(0.005)
 
     rec = Recorder()
     s = RunScheduler(rec.compute, rec.publish, after)
     s.submit(1)
-    assert started.wait(10)
-    s.submit(2)
-    assert s.wait(timeout=10, idle=False)
-    # the first stream stopped early; the second request ran to publication
-    assert rec.published[-1][1] == 20
-    s.submit(3)  # supersede the second stream too, then let the third finish streaming
-    time.sleep(0.02)
-    s.close()
-    assert len(steps) < 1000
+    assert started[1].wait(10)
+    s.submit(2)  # the stream of 1 stops at its next check; 2 runs and starts streaming
+    assert started[2].wait(10)
+    assert steps[1] < 1000 and rec.published[-1][1] == 20
+    s.close(join_timeout=10)  # closing supersedes the stream of 2 too
+    assert steps.get(2, 0) < 1000 and not s._thread.is_alive()
 
 
 def test_superseded_compute_is_dropped_silently():

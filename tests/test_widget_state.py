@@ -235,10 +235,18 @@ def test_a_long_forward_is_abandoned_for_a_newer_request(demo, monkeypatch):
 
     monkeypatch.setattr(explorer_mod, "SUPERSEDE_AFTER_S", 0.05)
     ex = Explorer(demo, PROMPT, layer=3)
-    handles = [layer.register_forward_hook(lambda *a: _time.sleep(0.05)) for layer in demo.layers]
+    import threading
+
+    in_forward = threading.Event()
+
+    def slow_layer(*_args):
+        in_forward.set()
+        _time.sleep(0.05)
+
+    handles = [layer.register_forward_hook(slow_layer) for layer in demo.layers]
     try:
         ex.prompt = "And God said, Let there be light"  # ~0.3 s of forward on the slowed model
-        _time.sleep(0.1)
+        assert in_forward.wait(10)  # that forward has started
         ex.prompt = "The LORD is my shepherd"
         ex.wait(timeout=30)
     finally:
