@@ -159,6 +159,13 @@ def test_search_by_id_and_label_and_bad_ids(demo):
     assert "layer 9" in ex.error
     front_end_sets(ex, search_query="2360")
     assert ex.search_results and ex.error == ""
+    front_end_sets(ex, search_query='"In the beginning God created"')  # by example, at the layer in view
+    top = demo.run("In the beginning God created", layers=[3]).top_features(3, n=20, skip_first=True)
+    assert [r["feature"] for r in ex.search_results] == [int(f) for f in top.feature]
+    assert ex.search_results[0]["activation"] == pytest.approx(float(top.activation[0]))
+    assert ex.search_results[0]["label"] and ex.error == ""
+    front_end_sets(ex, search_query='""')
+    assert "phrase is empty" in ex.error
 
 
 def test_messages_pin_and_select(demo):

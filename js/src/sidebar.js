@@ -12,7 +12,7 @@ export function createSidebar(ctx) {
 
   const title = h("div", { class: "qscope-sidebar-title" });
   const search = /** @type {HTMLInputElement} */ (h("input", {
-    type: "search", class: "qscope-search", dataset: { qscope: "search" }, placeholder: "search: 2360, L3/2360 or text",
+    type: "search", class: "qscope-search", dataset: { qscope: "search" }, placeholder: 'search: 2360, L3/2360, label text or "a phrase"',
     "aria-label": "search features", autocomplete: "off", spellcheck: "false",
   }));
   const results = h("div", { class: "qscope-search-results", dataset: { qscope: "search-results" } });
@@ -126,7 +126,10 @@ export function createSidebar(ctx) {
       }, [
         h("span", { class: "qscope-mono", text: `L${layer} #${feature}` }),
         h("span", { class: "qscope-flabel", text: r.label || "" }),
-        h("span", { class: "qscope-muted", text: `max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}` }),
+        h("span", {
+          class: "qscope-muted",
+          text: `${r.activation != null ? `fires ${fmt(Number(r.activation))} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,
+        }),
       ]));
     }
   }

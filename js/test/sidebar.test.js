@@ -81,6 +81,19 @@ describe("feature sidebar", () => {
     expect($("[data-qscope='search-results']").textContent).toContain("no features match");
   });
 
+  it("example-search results show how strongly each feature fires on the phrase", async () => {
+    const model = new FakeModel(explorerState({ _view: "sidebar" }));
+    const { $$ } = await mount(model);
+    model.update({
+      search_query: '"the LORD said"',
+      search_results: [{ layer: 3, feature: 7, label: "LORD", density: 0.01, max_activation: 40, activation: 12.5 },
+                       { layer: 3, feature: 8, label: "said", density: 0.02, max_activation: 30 }],
+    });
+    const res = $$("[data-qscope='search-result']");
+    expect(res[0].textContent).toContain("fires 12.5");
+    expect(res[1].textContent).not.toContain("fires");
+  });
+
   it("rows follow new results but not older ones", async () => {
     const model = new FakeModel(explorerState({ _view: "sidebar", result_seq: 4, request_seq: 4 }));
     const { $$ } = await mount(model);

@@ -255,10 +255,13 @@ class ScopeWidget(anywidget.AnyWidget):
             self._set_status(error=_error_text(exc))
 
     def search(self, query: str, n: int = 20) -> list[dict[str, Any]]:
-        """Features by id (``"2360"``, ``"L3/2360"``) or by label text (needs a feature index)."""
+        """Features by id (``2360``, ``L3/2360``), by label text (needs a feature index), or by example: a quoted
+        phrase (``"the LORD said"``) lists the features of the layer in view that fire most on it."""
         query = (query or "").strip()
         if not query:
             return []
+        if len(query) >= 2 and query[0] == query[-1] == '"':
+            return self._search_by_example(query[1:-1], n)
         m = _ID_QUERY.match(query)
         if m:
             layer = int(m.group(1)) if m.group(1) is not None else self.layer
@@ -278,6 +281,20 @@ class ScopeWidget(anywidget.AnyWidget):
         df = index.search(query, n=n)
         return [{"layer": int(r.layer), "feature": int(r.feature), "label": str(r.explanation or r.label),
                  "density": float(r.density), "max_activation": float(r.max_activation)} for r in df.itertuples()]
+
+    def _search_by_example(self, phrase: str, n: int) -> list[dict[str, Any]]:
+        from ..index.store import search_by_example
+
+        if not phrase.strip():
+            raise QScopeError('the quoted phrase is empty: type the text to look for between the quotes')
+        top = search_by_example(self.scope, phrase, self.layer, n=n, index=self._info.index)
+        rows = []
+        for r in top.itertuples():
+            info = self._info.get(self.layer, int(r.feature))
+            rows.append({"layer": self.layer, "feature": int(r.feature), "label": info["label"],
+                         "density": info["density"], "max_activation": info["max_activation"],
+                         "activation": float(r.activation)})
+        return rows
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
         try:
