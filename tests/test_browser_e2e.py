@@ -185,8 +185,13 @@ def test_saved_notebook_shows_the_explorer_before_any_cell_runs(tmp_path):
     explorers = [s["state"] for s in states.values() if s["state"].get("_view") == "explorer"]
     assert explorers, "the quickstart holds no saved explorer state"
     with jupyterlab(tmp_path, [QUICKSTART], saved=True) as lab, chromium_page() as (page, watch):
-        page.goto(f"{lab.url}/lab/tree/{QUICKSTART.name}")
-        tokens = page.locator(EXPLORER).first.locator(".qscope-token")
-        tokens.first.wait_for(timeout=60_000)  # no cell was run: this comes from the saved state alone
-        assert tokens.count() == len(explorers[0]["tokens"])
+        try:
+            page.goto(f"{lab.url}/lab/tree/{QUICKSTART.name}")
+            tokens = page.locator(EXPLORER).first.locator(".qscope-token")
+            tokens.first.wait_for(timeout=90_000)  # no cell was run: this comes from the saved state alone
+            assert tokens.count() == len(explorers[0]["tokens"])
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure-saved.png"), full_page=True)
+            shutil.copy(lab.log, ARTIFACTS / "saved.log")
+            raise
     check_watch(watch)

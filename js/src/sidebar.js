@@ -12,7 +12,7 @@ export function createSidebar(ctx) {
 
   const title = h("div", { class: "qscope-sidebar-title" });
   const search = /** @type {HTMLInputElement} */ (h("input", {
-    type: "search", class: "qscope-search", dataset: { qscope: "search" }, placeholder: 'search: 2360, L3/2360, label text or "a phrase"',
+    type: "search", class: "qscope-search", dataset: { qscope: "search" }, placeholder: 'search: 2360, L3/2360, label, "phrase"', title: 'a feature id (2360, L3/2360), label text, or a quoted phrase: the features that fire on it',
     "aria-label": "search features", autocomplete: "off", spellcheck: "false",
   }));
   const results = h("div", { class: "qscope-search-results", dataset: { qscope: "search-results" } });
