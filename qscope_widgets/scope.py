@@ -147,7 +147,7 @@ class Scope:
 
     def sae(self, layer: int) -> SparseAutoencoder:
         """The SAE of ``layer``, loading it on first use."""
-        self._check_layer(layer)
+        self.check_layer(layer)
         return self.saes.get(layer)
 
     @property
@@ -159,7 +159,9 @@ class Scope:
         return (f"Scope({self.name!r}, layers={self.n_layers}, d_model={self.d_model}, "
                 f"sae_layers={len(self.sae_layers)}, device={self.device.type})")
 
-    def _check_layer(self, layer: Any) -> int:
+    def check_layer(self, layer: Any) -> int:
+        """``layer`` if it is an int naming a decoder layer that has an SAE; else an :class:`UnknownLayerError`
+        saying which (without loading the SAE)."""
         if isinstance(layer, bool) or not isinstance(layer, int):
             raise UnknownLayerError(f"layer must be an int, got {layer!r}")
         if not 0 <= layer < self.n_layers:
@@ -173,7 +175,7 @@ class Scope:
             return list(self.sae_layers)
         if isinstance(layers, int):
             layers = [layers]
-        return sorted({self._check_layer(n) for n in layers})
+        return sorted({self.check_layer(n) for n in layers})
 
     # ------------------------------------------------------------------------------------------ tokens
     def tokenize(self, prompt: PromptLike) -> Tensor:

@@ -13,16 +13,14 @@ from typing import Any
 import anywidget
 import traitlets as t
 
-from ..errors import QScopeError, UnknownLayerError
+from ..errors import QScopeError
 from . import assets
 from .explorer import ScopeWidget, _error_text, latest_explorer
 
 
 def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict[str, Any]:
     """The dashboard's dict: :meth:`FeatureIndex.feature` when an index covers ``layer``, else decoder facts."""
-    if layer not in scope.sae_layers:
-        raise UnknownLayerError(f"layer {layer} has no SAE; layers with an SAE: {scope.sae_layers}")
-    sae = scope.sae(layer)
+    sae = scope.sae(layer)  # names an unknown layer, or one without an SAE
     feature = sae.check_feature(feature)
     index = getattr(scope, "feature_index", None)
     if index is not None and layer in index.layers:

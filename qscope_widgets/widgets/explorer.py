@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import anywidget
 import traitlets as t
 
-from ..errors import FeatureIndexError, QScopeError, UnknownLayerError
+from ..errors import QScopeError
 from ..generation import Generation
 from ..hooks import RunCancelled
 from ..steering import Mode, Steering, SteeringEdit
@@ -93,8 +93,7 @@ class ScopeWidget(anywidget.AnyWidget):
             raise QScopeError("this Scope has no SAEs: pass saes=... to Scope.from_pretrained to explore it")
         if layer is None:
             layer = scope.sae_layers[len(scope.sae_layers) // 2]
-        if layer not in scope.sae_layers:
-            raise UnknownLayerError(f"layer {layer} has no SAE; layers with an SAE: {scope.sae_layers}")
+        scope.check_layer(layer)
         if feature is not None:
             scope.sae(layer).check_feature(feature)
         self.scope = scope
@@ -166,8 +165,6 @@ class ScopeWidget(anywidget.AnyWidget):
 
     def pin(self, layer: int, feature: int, strength: float | None = None, mode: Mode = "add") -> dict[str, Any]:
         """Pin a feature into the steering sliders (range scaled to its typical activation); returns its row."""
-        if layer not in self.scope.sae_layers:
-            raise UnknownLayerError(f"layer {layer} has no SAE; layers with an SAE: {self.scope.sae_layers}")
         feature = self.scope.sae(layer).check_feature(feature)
         for row in self.edits:
             if (row["layer"], row["feature"]) == (layer, feature):
@@ -230,8 +227,9 @@ class ScopeWidget(anywidget.AnyWidget):
         if change["name"] == "layer" and self.selected_feature != -1:
             self.selected_feature = -1  # feature ids belong to a layer; this re-enters and submits
             return
-        if change["name"] == "prompt":
-            self.selected_token = -1
+        if change["name"] == "prompt" and self.selected_token != -1:
+            self.selected_token = -1  # token indices belong to a prompt; this re-enters and submits
+            return
         self._request()
 
     def _request(self) -> int:
@@ -265,12 +263,7 @@ class ScopeWidget(anywidget.AnyWidget):
         m = _ID_QUERY.match(query)
         if m:
             layer = int(m.group(1)) if m.group(1) is not None else self.layer
-            if layer not in self.scope.sae_layers:
-                raise UnknownLayerError(f"layer {layer} has no SAE; layers with an SAE: {self.scope.sae_layers}")
-            feature = int(m.group(2))
-            if feature >= self.scope.sae(layer).d_sae:
-                raise FeatureIndexError(f"feature {feature} is out of range: layer {layer} has features "
-                                        f"0..{self.scope.sae(layer).d_sae - 1}")
+            feature = self.scope.sae(layer).check_feature(int(m.group(2)))
             info = self._info.get(layer, feature)
             return [{"layer": layer, "feature": feature, "label": info["label"], "density": info["density"],
                      "max_activation": info["max_activation"]}]

@@ -123,9 +123,7 @@ def build_request(scope: Any, state: dict[str, Any]) -> ViewRequest:
     prompt = state.get("prompt", "")
     if not isinstance(prompt, str) or not prompt.strip():
         raise PromptError("the prompt is empty: type some text to run through the model")
-    layer = _int(state.get("layer"), "layer")
-    if layer not in scope.sae_layers:
-        raise UnknownLayerError(f"layer {layer} has no SAE; layers with an SAE: {scope.sae_layers}")
+    layer = scope.check_layer(_int(state.get("layer"), "layer"))
     feature = _int(state.get("selected_feature", -1), "selected_feature")
     if feature >= 0:
         scope.sae(layer).check_feature(feature)
