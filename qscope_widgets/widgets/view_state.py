@@ -326,9 +326,6 @@ class BaselineCache:
             self._d.popitem(last=False)
         return trace
 
-    def clear(self) -> None:
-        self._d.clear()
-
 
 def compute_view(scope: Any, req: ViewRequest, baselines: BaselineCache, info: FeatureInfo,
                  cancel: Callable[[], bool] | None = None) -> ViewResult:
