@@ -42,26 +42,27 @@ def evaluate_sae(scope: "Scope", windows: Tensor, layer: int, *, batch_size: int
     n_ce = 0
     model = scope.model
     for i in range(0, windows.shape[0], batch_size):
-        ids = windows[i:i + batch_size].to(scope.device)
-        res = scope.residuals(ids, layers=[layer])[layer]
-        x = res[:, 1:] if skip_first else res
-        x = x.reshape(-1, x.shape[-1]).to(sae.dtype)
-        codes = sae.encode_sparse(x)
-        x_hat = sae.decode_sparse(codes.ids, codes.values)
-        sse += float((x - x_hat).pow(2).sum())
-        sx_b = x.double().sum(0)
-        sx = sx + sx_b if isinstance(sx, Tensor) else sx_b
-        sxx += float(x.double().pow(2).sum())
-        n_tok += x.shape[0]
-        l0 += float((codes.values != 0).sum())
-        fired[codes.ids[codes.values != 0].unique().cpu()] = True
-        c, n = _ce(model(input_ids=ids, use_cache=False).logits, ids)
-        ce["clean"] += c
-        with patch_residual(scope.layers, layer, lambda h: sae(h).to(h.dtype)):
-            ce["sae"] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
-        with patch_residual(scope.layers, layer, torch.zeros_like):
-            ce["zero"] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
-        n_ce += n
+        with scope.lock:  # the splice hooks below must never meet a widget's pass on the shared model
+            ids = windows[i:i + batch_size].to(scope.device)
+            res = scope.residuals(ids, layers=[layer])[layer]
+            x = res[:, 1:] if skip_first else res
+            x = x.reshape(-1, x.shape[-1]).to(sae.dtype)
+            codes = sae.encode_sparse(x)
+            x_hat = sae.decode_sparse(codes.ids, codes.values)
+            sse += float((x - x_hat).pow(2).sum())
+            sx_b = x.double().sum(0)
+            sx = sx + sx_b if isinstance(sx, Tensor) else sx_b
+            sxx += float(x.double().pow(2).sum())
+            n_tok += x.shape[0]
+            l0 += float((codes.values != 0).sum())
+            fired[codes.ids[codes.values != 0].unique().cpu()] = True
+            c, n = _ce(model(input_ids=ids, use_cache=False).logits, ids)
+            ce["clean"] += c
+            with patch_residual(scope.layers, layer, lambda h: sae(h).to(h.dtype)):
+                ce["sae"] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
+            with patch_residual(scope.layers, layer, torch.zeros_like):
+                ce["zero"] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
+            n_ce += n
     sst = sxx - float((sx * sx).sum()) / n_tok  # sum ||x - mean||^2
     ce = {k: v / n_ce for k, v in ce.items()}
     return {

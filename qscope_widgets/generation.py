@@ -14,6 +14,11 @@ import torch
 from torch import Tensor
 
 from .errors import QScopeError
+from .validate import as_bool, as_callable, as_float, as_int, as_optional_int
+
+#: Smallest non-zero sampling temperature: below it ``logits / T`` overflows float32 (and the result would be the
+#: greedy token anyway).
+MIN_TEMPERATURE = 1e-4
 from .hooks import resolve_edits, residual_hooks
 from .steering import SteeringEdit, SteeringLike, as_edits
 
@@ -76,13 +81,12 @@ def _continue(scope: "Scope", ids: Tensor, edits: tuple[SteeringEdit, ...], max_
     resolved = resolve_edits(edits, scope.saes, scope.n_layers, prompt_len, max_len=prompt_len + steps)
     out_ids: list[int] = []
     cache_arg = _cache_argument(scope.model)
-    with residual_hooks(scope.layers, edits=resolved, prompt_len=prompt_len) as session:
+    with residual_hooks(scope.layers, edits=resolved, prompt_len=prompt_len):
         past = None
         cur = ids
         for step in range(steps):
             out = scope.model(input_ids=cur, use_cache=True, **({cache_arg: past} if past is not None else {}))
             past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-            session.offset += cur.shape[1]
             nxt = _sample(out.logits[0, -1], temperature, top_p, gen)
             out_ids.append(nxt)
             if on_token is not None:
@@ -98,12 +102,16 @@ def generate(scope: "Scope", prompt: "PromptLike", steering: SteeringLike = None
              on_token: Callable[[int, str, str], Any] | None = None, baseline: bool = True,
              stop_at_eos: bool = True) -> Generation:
     """See :meth:`Scope.generate`. ``on_token(step, token, which)`` gets ``which`` = ``"steered"``/``"baseline"``."""
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise QScopeError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
-    if not (temperature >= 0.0) or temperature != temperature:
-        raise QScopeError(f"temperature must be >= 0, got {temperature!r}")
-    if not 0.0 < top_p <= 1.0:
-        raise QScopeError(f"top_p must be in (0, 1], got {top_p!r}")
+    max_new_tokens = as_int(max_new_tokens, "max_new_tokens", min=1)
+    temperature = as_float(temperature, "temperature", min=0.0)
+    if 0.0 < temperature < MIN_TEMPERATURE:
+        raise QScopeError(f"temperature {temperature!r} is too small to sample with (logits / temperature "
+                          f"overflow); use 0 for greedy decoding or a value >= {MIN_TEMPERATURE}")
+    top_p = as_float(top_p, "top_p", min=0.0, min_open=True, max=1.0)
+    seed = as_optional_int(seed, "seed", min=-(2**63), max=2**64 - 1)  # the range torch.Generator accepts
+    as_callable(on_token, "on_token")
+    baseline = as_bool(baseline, "baseline")
+    stop_at_eos = as_bool(stop_at_eos, "stop_at_eos")
     ids = scope.tokenize(prompt)
     edits = as_edits(steering)
     eos_id = getattr(scope.tokenizer, "eos_token_id", None)
@@ -112,7 +120,7 @@ def generate(scope: "Scope", prompt: "PromptLike", steering: SteeringLike = None
     def stream(which: str):
         return None if on_token is None else (lambda step, tok: on_token(step, tok, which))
 
-    with scope._lock:
+    with scope.lock:
         steered = _continue(scope, ids, edits, max_new_tokens, seed, temperature, top_p, stream("steered"), eos)
         base = (_continue(scope, ids, (), max_new_tokens, seed, temperature, top_p, stream("baseline"), eos)
                 if baseline else [])

@@ -2,8 +2,16 @@
 
 The data path of :meth:`Scope.run` reads top to bottom: prompt -> token ids -> one hooked forward (capture the
 requested layers, apply steering) -> SAE codes of each captured residual -> :class:`~qscope_widgets.trace.Trace`.
-One lock serialises hooked passes, because hooks live on the shared model: a widget's background refresh and a
-notebook cell can never see each other's edits.
+What holds under concurrency (threads, a widget's worker beside a notebook cell):
+
+* :attr:`Scope.lock` serialises every hooked pass the package makes (``run``, ``residuals``, ``generate``,
+  ``steering``, the index, ``evaluation``), so two of them never interleave their hooks or captures.
+* The package's hooks act only on forwards run in the thread that installed them (see :mod:`.hooks`). A plain
+  ``scope.model(ids)`` in a cell while a widget is steering runs unsteered and is never captured, lock or not.
+* Inside ``with scope.steering(...)``, forwards in *that* thread are steered (``model(...)``, ``model.generate``);
+  forwards started in other threads are not. Other package calls wait for the block to end (it holds the lock).
+* Your own hooks on ``scope.model`` are yours to coordinate: hold ``scope.lock`` around them to keep the widgets'
+  passes out.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from .errors import PromptError, QScopeError, UnknownLayerError
+from .errors import PromptError, QScopeError, SteeringError, UnknownLayerError
 from .hooks import StopForward, resolve_edits, residual_hooks
 from .model_layers import find_decoder_layers, input_device, max_context, model_width, text_config
 from .sae.bank import SAEBank
@@ -24,11 +32,16 @@ from .sae.model import SparseAutoencoder
 from .steering import SteeringLike, as_edits
 from .tokens import readable_tokens
 from .trace import LayerCodes, Trace
+from .validate import as_bool, as_callable, as_int, as_int_list, as_optional_int, as_str, is_int_like
 
 if TYPE_CHECKING:
     from .generation import Generation
 
 PromptLike = str | Sequence[int] | Tensor
+
+#: Characters per token are at least ~1 for any tokenizer, so a text longer than this many characters per token of
+#: context cannot fit; it is refused before tokenizing (tokenizing 2 million characters takes seconds).
+MAX_CHARS_PER_TOKEN = 64
 
 
 def _row_logsumexp(logits: Tensor, rows: int = 16) -> Tensor:
@@ -62,6 +75,7 @@ class Scope:
 
     def __init__(self, model: Any, tokenizer: Any, saes: Any = None, *, sae_dtype: Any = None,
                  sae_cache_bytes: int | None = None, name: str | None = None, **sae_kwargs: Any):
+        sae_cache_bytes = as_optional_int(sae_cache_bytes, "sae_cache_bytes", min=1)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.layers = find_decoder_layers(model)
@@ -89,6 +103,14 @@ class Scope:
                                     "SAEs for another model?")
         self.feature_index = None
         self._lock = threading.RLock()
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The re-entrant lock every hooked pass of this scope holds (see the module docstring for what it buys).
+
+        Hold it around your own multi-step work on ``scope.model`` (``with scope.lock: ...``) to keep the
+        widgets' background passes from interleaving with it."""
+        return self._lock
 
     # ------------------------------------------------------------------------------------------ construction
     @classmethod
@@ -162,8 +184,7 @@ class Scope:
     def check_layer(self, layer: Any) -> int:
         """``layer`` if it is an int naming a decoder layer that has an SAE; else an :class:`UnknownLayerError`
         saying which (without loading the SAE)."""
-        if isinstance(layer, bool) or not isinstance(layer, int):
-            raise UnknownLayerError(f"layer must be an int, got {layer!r}")
+        layer = as_int(layer, "layer", error=UnknownLayerError)
         if not 0 <= layer < self.n_layers:
             raise UnknownLayerError(f"layer {layer} is out of range: the model has layers 0..{self.n_layers - 1}")
         if layer not in self.saes:
@@ -173,8 +194,10 @@ class Scope:
     def _resolve_layers(self, layers: Any) -> list[int]:
         if layers is None:
             return list(self.sae_layers)
-        if isinstance(layers, int):
+        if is_int_like(layers):
             layers = [layers]
+        elif isinstance(layers, (str, bytes, dict)) or not hasattr(layers, "__iter__"):
+            raise UnknownLayerError(f"layers must be an int, a list of ints or None, got {layers!r}")
         return sorted({self.check_layer(n) for n in layers})
 
     # ------------------------------------------------------------------------------------------ tokens
@@ -183,18 +206,27 @@ class Scope:
         if isinstance(prompt, str):
             if prompt == "":
                 raise PromptError("the prompt is empty")
+            self._check_prompt_length(prompt)  # O(1) or O(context): a huge text is refused before tokenizing it
+            as_str(prompt, "the prompt", error=PromptError)  # a lone surrogate would fail deep in the tokenizer
             ids = self.tokenizer(prompt, add_special_tokens=True, return_tensors="pt")["input_ids"][0]
         elif isinstance(prompt, Tensor):
             ids = prompt.reshape(-1) if prompt.ndim <= 1 or prompt.shape[0] == 1 else None
             if ids is None:
                 raise PromptError(f"pass one sequence of token ids, got a tensor of shape {tuple(prompt.shape)}")
-            if ids.is_floating_point():
-                raise PromptError("token ids must be integers")
+            if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+                raise PromptError(f"token ids must be integers, got a tensor of {ids.dtype}")
             ids = ids.long().cpu()
         elif isinstance(prompt, (list, tuple)):
-            if not all(isinstance(t, int) and not isinstance(t, bool) for t in prompt):
-                raise PromptError("token ids must be a list of ints")
-            ids = torch.tensor(prompt, dtype=torch.long)
+            bad = next((t for t in prompt if not is_int_like(t)), None)
+            if bad is not None:
+                raise PromptError(f"token ids must be a list of ints, got {bad!r} ({type(bad).__name__}) in it")
+            if self.max_context is not None and len(prompt) > self.max_context:
+                raise PromptError(f"the prompt has {len(prompt)} tokens, more than the model's context of "
+                                  f"{self.max_context}")
+            try:
+                ids = torch.tensor([int(t) for t in prompt], dtype=torch.long)
+            except (OverflowError, RuntimeError):
+                raise PromptError(f"token ids must fit in int64; got {max(prompt, key=abs)!r}") from None
         else:
             raise PromptError(f"the prompt must be a str or token ids, got {type(prompt).__name__}")
         if ids.numel() == 0:
@@ -207,6 +239,23 @@ class Scope:
                               f"{self.max_context}")
         return ids[None].to(self.device)
 
+    def _check_prompt_length(self, prompt: str) -> None:
+        """Refuse a text that cannot fit the context without tokenizing all of it (2M characters take seconds):
+        first by its length alone, then, for a long one, by tokenizing only a prefix of ``8 x context`` chars."""
+        ctx = self.max_context
+        if ctx is None:
+            return
+        if len(prompt) > ctx * MAX_CHARS_PER_TOKEN:
+            raise PromptError(f"the prompt has {len(prompt):,} characters: more than {MAX_CHARS_PER_TOKEN} per token "
+                              f"of the model's {ctx:,}-token context can hold")
+        head_chars = 8 * ctx
+        if len(prompt) > head_chars:
+            head = as_str(prompt[:head_chars], "the prompt", error=PromptError)
+            n = len(self.tokenizer(head, add_special_tokens=False)["input_ids"])
+            if n > ctx:
+                raise PromptError(f"the prompt has {len(prompt):,} characters and its first {head_chars:,} alone are "
+                                  f"{n:,} tokens, more than the model's context of {ctx:,}")
+
     def token_strings(self, ids: Sequence[int] | Tensor) -> list[str]:
         return readable_tokens(self.tokenizer, ids.tolist() if isinstance(ids, Tensor) else ids)
 
@@ -214,15 +263,23 @@ class Scope:
     @contextmanager
     def steering(self, steering: SteeringLike, *, prompt_len: int | None = None,
                  max_len: int | None = None) -> Iterator[None]:
-        """Apply steering to every forward of ``self.model`` inside the block; hooks go on every exit path.
+        """Steer every forward of ``self.model`` that this thread runs inside the block; hooks go on every exit path.
 
-        ``positions`` are relative to ``prompt_len`` (default: the context length, so negative positions count
-        from the end of whatever is run).
+        Positions mean what they mean in :meth:`run` and :meth:`generate`: a forward that starts without a KV cache
+        takes its input as the prompt (``positions=[-1]`` is its last token), decoding steps under a KV cache get
+        their true absolute positions, and ``"generated"`` edits exactly the tokens after the prompt (so inside
+        ``self.model.generate(...)`` only the new ones). ``prompt_len`` fixes the prompt's length instead of taking
+        it from each fresh forward. ``max_len`` bounds non-negative positions (default: the model's context).
+        Forwards started by other threads are not steered (see the module docstring); the block holds
+        :attr:`lock`, so the package's other passes wait for it.
         """
         edits = as_edits(steering)
-        plen = prompt_len or self.max_context or 10**9
+        plen = as_optional_int(prompt_len, "prompt_len", error=SteeringError, min=1)
+        mlen = as_optional_int(max_len, "max_len", error=SteeringError, min=1)
+        if mlen is None:
+            mlen = self.max_context if plen is None else max(plen, self.max_context or plen)
         with self._lock:
-            resolved = resolve_edits(edits, self.saes, self.n_layers, plen, max_len=max_len)
+            resolved = resolve_edits(edits, self.saes, self.n_layers, plen, max_len=mlen)
             with residual_hooks(self.layers, edits=resolved, prompt_len=plen):
                 yield
 
@@ -241,8 +298,9 @@ class Scope:
         layer_list = self._resolve_layers(layers)
         edits = as_edits(steering)
         seq = ids.shape[1]
-        if not isinstance(top_n, int) or top_n < 1:
-            raise QScopeError(f"top_n must be a positive int, got {top_n!r}")
+        top_n = as_int(top_n, "top_n", min=1)
+        as_callable(cancel, "cancel")
+        return_residuals = as_bool(return_residuals, "return_residuals")
         with self._lock:
             resolved = resolve_edits(edits, self.saes, self.n_layers, seq)
             saes = {n: self.saes.get(n) for n in layer_list}  # load (lazily) before the forward, outside hooks
@@ -283,7 +341,7 @@ class Scope:
         For corpus scans (the feature index): no steering, no logits, no SAE work, and the layers after the
         deepest requested one never run.
         """
-        layer_list = [layers] if isinstance(layers, int) else list(layers)
+        layer_list = as_int_list(layers, "layers", error=UnknownLayerError)
         for n in layer_list:
             if not 0 <= n < self.n_layers:
                 raise UnknownLayerError(f"layer {n} is out of range: the model has layers 0..{self.n_layers - 1}")

@@ -13,11 +13,11 @@ bit-identical to an unsteered one.
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Iterator, Literal, Sequence, Union
 
 from .errors import SteeringError
+from .validate import as_bool, as_float, as_int
 
 Mode = Literal["add", "clamp", "ablate"]
 MODES: tuple[str, ...] = ("add", "clamp", "ablate")
@@ -47,30 +47,18 @@ class SteeringEdit:
 
     def __post_init__(self) -> None:
         for name in ("layer", "feature"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) and not (hasattr(v, "__index__")):
-                raise SteeringError(f"steering {name} must be an int, got {v!r}")
-            object.__setattr__(self, name, int(v))
-            if int(v) < 0:
-                raise SteeringError(f"steering {name} must be >= 0, got {v}")
-        try:
-            s = float(self.strength)
-        except (TypeError, ValueError):
-            raise SteeringError(f"steering strength must be a number, got {self.strength!r}") from None
-        if not math.isfinite(s):
-            raise SteeringError(f"steering strength must be finite, got {self.strength!r} "
-                                f"(layer {self.layer}, feature {self.feature})")
+            object.__setattr__(self, name, as_int(getattr(self, name), f"steering {name}", error=SteeringError, min=0))
+        s = as_float(self.strength, f"steering strength (layer {self.layer}, feature {self.feature})",
+                     error=SteeringError)
         object.__setattr__(self, "strength", s)
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise SteeringError(f"unknown steering mode {self.mode!r}; expected one of {', '.join(MODES)}")
+        object.__setattr__(self, "enabled", as_bool(self.enabled, "steering enabled", error=SteeringError))
         pos = self.positions
         if pos is not None and pos != "generated":
-            if isinstance(pos, (str, bytes)) or not isinstance(pos, Iterable):
+            if isinstance(pos, (str, bytes, dict)) or not isinstance(pos, Iterable):
                 raise SteeringError(f"positions must be None, 'generated' or a list of ints, got {pos!r}")
-            try:
-                tup = tuple(int(p) for p in pos)  # type: ignore[union-attr]
-            except (TypeError, ValueError):
-                raise SteeringError(f"positions must be ints, got {pos!r}") from None
+            tup = tuple(as_int(p, "steering position", error=SteeringError) for p in pos)  # type: ignore
             if not tup:
                 raise SteeringError("positions is an empty list: pass None to steer every token")
             object.__setattr__(self, "positions", tup)

@@ -51,6 +51,14 @@ class SAEConfig:
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
+        from ..validate import as_int, as_optional_int
+
+        for name in ("d_model", "d_sae"):
+            object.__setattr__(self, name, as_int(getattr(self, name), f"SAE {name}", error=SAEFormatError))
+        for name in ("k", "layer"):
+            if hasattr(self, name):
+                object.__setattr__(self, name, as_optional_int(getattr(self, name), f"SAE {name}",
+                                                               error=SAEFormatError))
         if self.d_model <= 0 or self.d_sae <= 0:
             raise SAEFormatError(f"SAE sizes must be positive, got d_model={self.d_model}, d_sae={self.d_sae}")
         if self.architecture not in ("topk", "relu", "jumprelu"):

@@ -62,7 +62,26 @@ def read_pt(path: PathLike) -> dict[str, Tensor]:
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, Tensor)]
     if bad:
         raise SAEFormatError(f"SAE file {path} is not a plain {{name: tensor}} dict (bad entries: {bad[:5]})")
+    odd = [f"{k} ({'meta' if v.is_meta else v.layout})" for k, v in obj.items()
+           if v.is_meta or v.layout != torch.strided or v.is_quantized]
+    if odd:
+        raise SAEFormatError(f"SAE file {path} holds tensors without plain dense data: {', '.join(odd[:5])}; "
+                             "save dense tensors (tensor.to_dense()) with real values")
     return dict(obj)
+
+
+def read_json_object(path: PathLike) -> dict[str, Any]:
+    """A JSON file that must hold an object (``config.json``, ``cfg.json``); anything else is a clear error."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SAEFormatError(f"{path} is not valid JSON: {_first_line(exc)}") from None
+    except OSError as exc:
+        raise SAEFormatError(f"cannot read {path}: {_first_line(exc)}") from None
+    if not isinstance(obj, dict):
+        raise SAEFormatError(f"{path} must hold a JSON object, got {type(obj).__name__}: {str(obj)[:60]}")
+    return obj
 
 
 def read_safetensors(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -154,7 +173,7 @@ def _load_saelens_folder(folder: Path, *, cfg: SAEConfig | None, **kw: Any) -> S
     if not weights.is_file():
         raise SAEFormatError(f"{folder} is not a SAELens SAE folder: no sae_weights.safetensors")
     if cfg is None and cfg_path.is_file():
-        raw = json.loads(cfg_path.read_text())
+        raw = read_json_object(cfg_path)
         layer = raw.get("layer", parse_layer_from_hook(raw.get("hook_name", "")))
         raw = {k: v for k, v in raw.items() if k in ("d_in", "d_sae", "k", "architecture", "activation_fn",
                                                      "activation_fn_kwargs", "apply_b_dec_to_input", "model_name")}

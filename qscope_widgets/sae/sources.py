@@ -18,7 +18,8 @@ import torch
 from ..errors import SAEFormatError, UnknownLayerError
 from . import releases
 from .config import SAEConfig
-from .io import load_sae, parse_layer_from_hook
+from ..validate import as_int
+from .io import load_sae, parse_layer_from_hook, read_json_object
 from .model import SparseAutoencoder
 
 _LAYER_FILE = re.compile(r"^layer(\d+)\.sae\.(pt|safetensors)$")
@@ -52,7 +53,7 @@ def _ranges(xs: list[int]) -> str:
 def _cfg_fields_from_release_json(d: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "k" in d and d["k"] is not None:
-        out["k"] = int(d["k"])
+        out["k"] = as_int(d["k"], "k in config.json", error=SAEFormatError, min=1)
     for key in ("topk_activation", "apply_b_dec_to_input"):
         if key in d:
             out[key] = d[key]
@@ -80,12 +81,12 @@ class QwenScopeFolder:
             raise SAEFormatError(f"{self.folder} holds no layer{{n}}.sae.pt files")
         meta: dict[str, Any] = {}
         if (self.folder / "config.json").is_file():
-            meta = json.loads((self.folder / "config.json").read_text())
+            meta = read_json_object(self.folder / "config.json")
         self.release_config = meta
         fields = _cfg_fields_from_release_json(meta)
         fields.update(cfg_fields)
         if k is not None:
-            fields["k"] = k
+            fields["k"] = as_int(k, "k", error=SAEFormatError, min=1)
         if "k" not in fields and release:
             fields["k"] = releases.k_from_repo_id(release)
         if fields.get("architecture", "topk") == "topk" and not fields.get("k"):
@@ -124,7 +125,7 @@ class QwenScopeHubRepo:
             fields.setdefault("base_model", rel.base_model)
         fields.setdefault("k", releases.k_from_repo_id(repo_id))
         if k is not None:
-            fields["k"] = k
+            fields["k"] = as_int(k, "k", error=SAEFormatError, min=1)
         fields.update(cfg_fields, release=repo_id)
         self.cfg_fields = fields
         n = meta.get("num_layers") or (rel.num_layers if rel else None)
@@ -161,7 +162,7 @@ class SAELensFolders:
             p for p in root.iterdir() if (p / "sae_weights.safetensors").is_file())
         self.folders: dict[int, Path] = {}
         for p in cands:
-            cfg = json.loads((p / "cfg.json").read_text()) if (p / "cfg.json").is_file() else {}
+            cfg = read_json_object(p / "cfg.json") if (p / "cfg.json").is_file() else {}
             layer = cfg.get("layer", parse_layer_from_hook(cfg.get("hook_name", "")))
             if layer is None:
                 layer = parse_layer_from_hook(p.name.replace("_", ".")) or _int_in(p.name)
@@ -186,7 +187,7 @@ class SAEFiles:
     """Explicit files, one per layer: ``{3: "l3.safetensors", 5: "layer5.sae.pt"}``."""
 
     def __init__(self, files: Mapping[int, str | os.PathLike], **cfg_fields: Any):
-        self.files = {int(k): Path(v) for k, v in files.items()}
+        self.files = {layer_key(k): _as_path(v, k) for k, v in files.items()}
         self.name = "explicit SAE files"
         self.cfg_fields = cfg_fields
 
@@ -204,7 +205,7 @@ class InMemorySAEs:
     """Already-built SAE modules (tests, freshly trained SAEs)."""
 
     def __init__(self, saes: Mapping[int, SparseAutoencoder]):
-        self.saes = {int(k): v for k, v in saes.items()}
+        self.saes = {layer_key(k): v for k, v in saes.items()}
         self.name = "in-memory SAEs"
 
     @property
@@ -220,6 +221,19 @@ class InMemorySAEs:
 
             raise SAEShapeError(f"the SAE for layer {layer} reads d_model={sae.d_model}, the model has {d_model}")
         return sae.to(device=device, dtype=dtype or sae.dtype)
+
+
+def layer_key(key: Any) -> int:
+    """A layer number used as a dict key: an int (numpy too) or a string of digits (JSON keys), >= 0."""
+    if isinstance(key, str) and key.strip().isdigit():
+        return int(key)
+    return as_int(key, "SAE layer key", error=UnknownLayerError, min=0)
+
+
+def _as_path(value: Any, layer: Any) -> Path:
+    if not isinstance(value, (str, os.PathLike)):
+        raise SAEFormatError(f"the SAE for layer {layer!r} must be a path or a SparseAutoencoder, got {value!r}")
+    return Path(value)
 
 
 def _int_in(s: str) -> int | None:
