@@ -131,6 +131,14 @@ def http_url_template(value: Any, name: str = "feature_url", *, error: ErrorType
     return s
 
 
+def format_feature_url(template: Any, layer: int, feature: int, *, error: ErrorType = QScopeError) -> str:
+    """``template`` with ``{layer}`` and ``{feature}`` replaced (as the page does it); "" for an empty template."""
+    if template in ("", None):
+        return ""
+    s = http_url_template(template, error=error)
+    return s.replace("{layer}", str(layer)).replace("{feature}", str(feature))
+
+
 def check(cond: bool, error: ErrorType, message: Callable[[], str] | str) -> None:
     """Raise ``error(message)`` unless ``cond``; ``message`` may be a thunk so it is built only on failure."""
     if not cond:

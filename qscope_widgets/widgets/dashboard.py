@@ -14,6 +14,7 @@ import anywidget
 import traitlets as t
 
 from ..errors import QScopeError
+from ..validate import format_feature_url
 from . import assets
 from .explorer import ScopeWidget, _error_text, latest_explorer
 
@@ -36,7 +37,7 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict
                 "top_tokens": [], "promoted": prom[0], "suppressed": supp[0], "groups": {}, "contexts": [],
                 "indexed": False}
     data["decoder_norm"] = float(sae.decoder_direction(feature).float().norm())
-    data["url"] = url.format(layer=layer, feature=feature) if url else ""
+    data["url"] = format_feature_url(url, layer, feature)  # http(s) only: the page opens it
     return data
 
 

@@ -23,6 +23,7 @@ import anywidget
 import traitlets as t
 
 from ..errors import QScopeError
+from ..validate import format_feature_url
 from ..generation import Generation
 from ..hooks import RunCancelled
 from ..steering import Mode, Steering, SteeringEdit
@@ -86,9 +87,15 @@ class ScopeWidget(anywidget.AnyWidget):
     d_sae = t.Int(0).tag(sync=True)
     feature_url = t.Unicode("").tag(sync=True)
 
+    @t.validate("feature_url")
+    def _check_feature_url(self, proposal: Any) -> str:
+        format_feature_url(proposal["value"], 0, 0)  # the page opens it: http(s) only
+        return proposal["value"]
+
     def __init__(self, scope: Any, prompt: str = "", *, layer: int | None = None, feature: int | None = None,
                  steering: Any = None, continuation_tokens: int = 0, color_by: str | None = None,
                  feature_url: str = "", wait: bool = True, **kwargs: Any):
+        format_feature_url(feature_url, 0, 0)  # http(s) only: refused before any widget exists
         if not scope.sae_layers:
             raise QScopeError("this Scope has no SAEs: pass saes=... to Scope.from_pretrained to explore it")
         if layer is None:
