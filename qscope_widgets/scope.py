@@ -169,8 +169,7 @@ class Scope:
 
     def sae(self, layer: int) -> SparseAutoencoder:
         """The SAE of ``layer``, loading it on first use."""
-        self.check_layer(layer)
-        return self.saes.get(layer)
+        return self.saes.get(self.check_layer(layer))
 
     @property
     def d_sae(self) -> int | None:
@@ -225,7 +224,7 @@ class Scope:
                                   f"{self.max_context}")
             try:
                 ids = torch.tensor([int(t) for t in prompt], dtype=torch.long)
-            except (OverflowError, RuntimeError):
+            except (OverflowError, RuntimeError, ValueError):
                 raise PromptError(f"token ids must fit in int64; got {max(prompt, key=abs)!r}") from None
         else:
             raise PromptError(f"the prompt must be a str or token ids, got {type(prompt).__name__}")

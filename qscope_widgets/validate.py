@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from typing import Any, Callable
 
 from .errors import QScopeError
@@ -26,9 +27,17 @@ def _short(value: Any, limit: int = 80) -> str:
     return r if len(r) <= limit else r[: limit - 12] + f"... ({len(r)} chars)"
 
 
+def is_bool(value: Any) -> bool:
+    """A Python or numpy bool."""
+    if isinstance(value, bool):
+        return True
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.bool_)
+
+
 def is_int_like(value: Any) -> bool:
     """True for Python and numpy integers (not bools, not floats: ``1.0`` is refused where an int is wanted)."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy.bool_ too
+    if is_bool(value):
         return False
     return isinstance(value, numbers.Integral) or (
         hasattr(value, "__index__") and not isinstance(value, (float, complex, str, bytes)) and _index_ok(value))
@@ -61,7 +70,7 @@ def as_optional_int(value: Any, name: str, **kw: Any) -> int | None:
 
 def as_bool(value: Any, name: str, *, error: ErrorType = QScopeError) -> bool:
     """A real bool (Python or numpy). ``"no"``, ``0``, ``None`` are refused: a truthy string would mean yes."""
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if is_bool(value):
         return bool(value)
     raise error(f"{name} must be True or False, got {_short(value)} ({type(value).__name__})")
 
@@ -72,7 +81,7 @@ def as_float(value: Any, name: str, *, error: ErrorType = QScopeError, finite: b
 
     ``min_open``: the lower bound is exclusive (``temperature`` must be > 0 where 0 means greedy elsewhere).
     """
-    if isinstance(value, bool) or type(value).__name__ == "bool_" or not isinstance(value, numbers.Real):
+    if is_bool(value) or not isinstance(value, numbers.Real):
         raise error(f"{name} must be a number, got {_short(value)} ({type(value).__name__})")
     try:
         v = float(value)
