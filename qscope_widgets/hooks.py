@@ -120,7 +120,8 @@ def apply_edits(h: Tensor, edits: list[ResolvedEdit], abs_positions: Tensor, pro
     """Return ``h`` (batch, seq, d_model) with every edit applied; codes are read from the unedited ``h``."""
     codes = None
     if any(r.edit.mode != "add" for r in edits):
-        codes = edits[0].sae.encode_sparse(h)
+        sae = edits[0].sae  # under device_map the layer may live on another device than the SAE bank
+        codes = sae.encode_sparse(h if h.device == sae.device else h.to(sae.device))
     out = h
     for r in edits:
         m = r.mask(abs_positions, prompt_len)
@@ -133,7 +134,7 @@ def apply_edits(h: Tensor, edits: list[ResolvedEdit], abs_positions: Tensor, pro
             delta = delta if m is None else m[None, :, None].to(h.dtype) * delta
         else:
             assert codes is not None
-            z_f = (codes.values * (codes.ids == e.feature)).sum(-1).to(h.dtype)  # (batch, seq)
+            z_f = (codes.values * (codes.ids == e.feature)).sum(-1).to(device=h.device, dtype=h.dtype)  # (b, seq)
             coef = (e.strength - z_f) if e.mode == "clamp" else (-e.strength * z_f)
             if m is not None:
                 coef = coef * m[None, :].to(h.dtype)

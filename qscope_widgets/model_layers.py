@@ -61,10 +61,24 @@ def max_context(model: nn.Module) -> int | None:
     return int(n) if n else None
 
 
+def execution_device(module: nn.Module) -> torch.device | None:
+    """Where accelerate runs ``module`` (its ``AlignDevicesHook``), when it is dispatched with ``device_map``."""
+    hook = getattr(module, "_hf_hook", None)
+    for h in [hook, *getattr(hook, "hooks", ())]:
+        dev = getattr(h, "execution_device", None)
+        if dev is not None:
+            return torch.device(f"cuda:{dev}" if isinstance(dev, int) else dev)
+    return None
+
+
 def input_device(model: nn.Module) -> torch.device:
-    """Where input ids must go: the embedding's device (also right under ``device_map="auto"``)."""
+    """Where input ids must go: the embedding's device (also right under ``device_map="auto"``). An embedding
+    offloaded by accelerate (weights on ``meta``, loaded at run time) runs on its hook's execution device."""
     emb = model.get_input_embeddings()
-    return emb.weight.device
+    dev = emb.weight.device
+    if dev.type != "meta":
+        return dev
+    return execution_device(emb) or execution_device(model) or torch.device("cpu")
 
 
 def unembedding(model: nn.Module) -> torch.Tensor:

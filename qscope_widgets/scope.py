@@ -323,6 +323,7 @@ class Scope:
 
     @staticmethod
     def _encode_layer(layer: int, sae: SparseAutoencoder, x: Tensor) -> LayerCodes:
+        x = x if x.device == sae.device else x.to(sae.device)  # a layer placed by device_map on another device
         codes = sae.encode_sparse(x)
         x32 = x.to(sae.dtype)
         x_hat = sae.decode_sparse(codes.ids, codes.values)
