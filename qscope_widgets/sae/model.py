@@ -166,8 +166,10 @@ class SparseAutoencoder(nn.Module):
         return sum(p.numel() * p.element_size() for p in self.parameters())
 
     def check_feature(self, feature: int) -> int:
-        f = int(feature)
-        if f != feature or not 0 <= f < self.d_sae:
+        from ..validate import as_int
+
+        f = as_int(feature, "feature", error=FeatureIndexError)
+        if not 0 <= f < self.d_sae:
             raise FeatureIndexError(f"feature {feature!r} is out of range: this SAE has features 0..{self.d_sae - 1}"
                                     + (f" (layer {self.cfg.layer})" if self.cfg.layer is not None else ""))
         return f
