@@ -243,15 +243,19 @@ class Scope:
         seq = ids.shape[1]
         if not isinstance(top_n, int) or top_n < 1:
             raise QScopeError(f"top_n must be a positive int, got {top_n!r}")
+        self._check_budget(layer_list)
         with self._lock:
             resolved = resolve_edits(edits, self.saes, self.n_layers, seq)
-            saes = {n: self.saes.get(n) for n in layer_list}  # load (lazily) before the forward, outside hooks
             with residual_hooks(self.layers, capture=layer_list, edits=resolved, prompt_len=seq,
                                 cancel=cancel) as session:
                 out = self.model(input_ids=ids, use_cache=False)
+            del resolved
             logits = out.logits[0].float()
-            codes = {n: self._encode_layer(n, saes[n], session.captured[n][0]) for n in layer_list}
-            residuals = ({n: session.captured[n][0].float().cpu() for n in layer_list} if return_residuals else None)
+            captured = session.captured
+            # Layer by layer through the bank (resident layers first, then load, encode, release, next): the
+            # default layers=None stays within sae_cache_bytes whatever the release's size.
+            codes = self.saes.map(layer_list, lambda n, sae: self._encode_layer(n, sae, captured[n][0]))
+            residuals = ({n: captured[n][0].float().cpu() for n in layer_list} if return_residuals else None)
         # top-n of the logits, normalised by logsumexp: no (seq, vocab) softmax is materialised
         top_l, top_i = logits.topk(min(top_n, logits.shape[-1]), dim=-1)
         top_p = (top_l - _row_logsumexp(logits)).exp()
@@ -263,6 +267,15 @@ class Scope:
             prompt=prompt if isinstance(prompt, str) else None, residuals=residuals,
             meta={"latency_s": time.perf_counter() - t0, "model": self.name}, token_decoder=self.token_strings,
         )
+
+    def _check_budget(self, layer_list: list[int]) -> None:
+        """Refuse before the forward when not even one SAE layer fits the bank's budget."""
+        if not layer_list or self.saes.max_bytes is None:
+            return
+        per = self.saes.layer_nbytes(layer_list[0])
+        if per is not None and per > self.saes.max_bytes:
+            raise QScopeError(f"one SAE layer needs {per / 2**20:.1f} MiB but sae_cache_bytes is "
+                              f"{self.saes.max_bytes / 2**20:.1f} MiB: 0 layers fit; raise sae_cache_bytes")
 
     @staticmethod
     def _encode_layer(layer: int, sae: SparseAutoencoder, x: Tensor) -> LayerCodes:

@@ -97,6 +97,10 @@ class QwenScopeFolder:
     def layers(self) -> list[int]:
         return sorted(self.files)
 
+    def shape(self, layer: int) -> tuple[int, int] | None:
+        """``(d_model, d_sae)`` from ``config.json`` or the release registry, without reading a layer file."""
+        return _declared_shape(self.release_config, self.cfg_fields.get("release"))
+
     def load(self, layer: int, *, d_model: int | None = None, device: Any = None,
              dtype: torch.dtype | None = None) -> SparseAutoencoder:
         _check_layer(self, layer)
@@ -131,7 +135,11 @@ class QwenScopeHubRepo:
         if n is None:
             raise SAEFormatError(f"{repo_id}: number of layers unknown (no num_layers in config.json)")
         self._layers = list(range(int(n)))
+        self.release_config = meta
         warnings.warn(releases.licence_notice(repo_id), stacklevel=3)
+
+    def shape(self, layer: int) -> tuple[int, int] | None:
+        return _declared_shape(self.release_config, self.repo_id)
 
     def _download(self, filename: str) -> str:
         try:
@@ -220,6 +228,14 @@ class InMemorySAEs:
 
             raise SAEShapeError(f"the SAE for layer {layer} reads d_model={sae.d_model}, the model has {d_model}")
         return sae.to(device=device, dtype=dtype or sae.dtype)
+
+
+def _declared_shape(meta: Mapping[str, Any], release: str | None) -> tuple[int, int] | None:
+    try:
+        return int(meta["d_model"]), int(meta["d_sae"])
+    except (KeyError, TypeError, ValueError):
+        rel = releases.lookup(release) if release else None
+        return (rel.d_model, rel.d_sae) if rel else None
 
 
 def _int_in(s: str) -> int | None:
