@@ -1,8 +1,10 @@
 """How much does a hooked, SAE-encoded run cost over the bare forward pass?
 
 Prints, for a tiny and a mid-size (~100M parameter) random Qwen3.5 config, the median time of
-``model(input_ids)`` and of ``scope.run`` with an SAE on one layer and on every layer, and their ratios. The
-measurements are interleaved (bare, one layer, all layers, bare, ...) so background load hits all three alike;
+``model(input_ids)``; of the minimal hooked pass the official app does (a forward hook on one layer, dense
+``x W_enc^T + b_enc``, ReLU, top-k, softmax of the last logits); of ``scope.run`` with an SAE on one layer and on
+every layer; their ratios to the bare forward, and ``scope.run`` (one layer) over the minimal pass. The
+measurements are interleaved (bare, minimal, one layer, all layers, bare, ...) so background load hits all alike;
 compare the ratios, not the absolute times, on a shared machine.
 
     python benchmarks/scope_overhead.py [--seq 128] [--repeats 15] [--threads 2] [--device cpu]
@@ -15,6 +17,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 
 from qscope_widgets import Scope
 from qscope_widgets.sae import SAEConfig, SparseAutoencoder
@@ -72,7 +75,28 @@ def bench(name, spec, seq, repeats, device, dtype):
         with torch.inference_mode():
             model(input_ids=ids[None].to(device), use_cache=False)
 
+    sae = saes[mid]
+    top_k = sae.cfg.k
+
+    def minimal():
+        store = {}
+
+        def hook(module, args, out):
+            store["x"] = out[0] if isinstance(out, tuple) else out
+
+        handle = scope.layers[mid].register_forward_hook(hook)
+        try:
+            with torch.inference_mode():
+                out = model(input_ids=ids[None].to(device), use_cache=False)
+                pre = F.linear(store["x"][0], sae.W_enc, sae.b_enc).relu()
+                values, feats = pre.topk(top_k, dim=-1)
+                probs = out.logits[0, -1].float().softmax(-1)
+        finally:
+            handle.remove()
+        return values, feats, probs
+
     cases = {"bare forward": bare,
+             "minimal hook (app)": minimal,
              f"run, SAE on layer {mid}": lambda: scope.run(ids, layers=[mid]),
              f"run, SAEs on all {spec[1]} layers": lambda: scope.run(ids, layers=None)}
     for f in cases.values():  # warm up
@@ -87,8 +111,12 @@ def bench(name, spec, seq, repeats, device, dtype):
             times[k].append(time.perf_counter() - t)
     base = median_ms(times["bare forward"])
     print(f"\n{name}: {n_params / 1e6:.1f}M params, SAE width {16 * spec[0]}, k=50, seq={seq}, {device} {dtype}")
-    for k, v in times.items():
-        print(f"  {k:<34} {median_ms(v):9.2f} ms   x{median_ms(v) / base:5.2f}")
+    for name_, v in times.items():
+        print(f"  {name_:<34} {median_ms(v):9.2f} ms   x{median_ms(v) / base:6.3f} of bare")
+    one = median_ms(times[f"run, SAE on layer {mid}"])
+    minimal_ms = median_ms(times["minimal hook (app)"])
+    print(f"  => minimal x{minimal_ms / base:.3f} of bare, scope.run (1 layer) x{one / base:.3f} of bare; "
+          f"scope.run / minimal = x{one / minimal_ms:.3f}")
 
 
 def main():

@@ -30,6 +30,8 @@ _EXPORTS = {
     "SteeringPanel": "widgets",
     "LayerScrubber": "widgets",
     "FeatureDashboard": "widgets",
+    "plan": "memory_plan",
+    "MemoryPlan": "memory_plan",
     "QScopeError": "errors",
     "PromptError": "errors",
     "UnknownLayerError": "errors",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import (FeatureIndexError, PromptError, QScopeError, SAEFormatError, SAEShapeError, SteeringError,
                          UnknownLayerError)
     from .generation import Generation
+    from .memory_plan import MemoryPlan, plan
     from .sae.bank import SAEBank
     from .sae.config import SAEConfig
     from .sae.io import load_sae, save_qwen_scope_layer

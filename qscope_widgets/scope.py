@@ -31,7 +31,7 @@ from .sae.bank import SAEBank
 from .sae.model import SparseAutoencoder
 from .steering import SteeringLike, as_edits
 from .tokens import readable_tokens
-from .trace import LayerCodes, Trace
+from .trace import LayerCodes, NextTokens, Trace
 from .validate import as_bool, as_callable, as_int, as_int_list, as_optional_int, as_str, is_int_like
 
 if TYPE_CHECKING:
@@ -300,26 +300,94 @@ class Scope:
         top_n = as_int(top_n, "top_n", min=1)
         as_callable(cancel, "cancel")
         return_residuals = as_bool(return_residuals, "return_residuals")
+        self._check_budget(layer_list)
+        final: dict[str, Tensor] = {}
         with self._lock:
             resolved = resolve_edits(edits, self.saes, self.n_layers, seq)
-            saes = {n: self.saes.get(n) for n in layer_list}  # load (lazily) before the forward, outside hooks
             with residual_hooks(self.layers, capture=layer_list, edits=resolved, prompt_len=seq,
-                                cancel=cancel) as session:
-                out = self.model(input_ids=ids, use_cache=False)
+                                cancel=cancel) as session, self._final_hidden(final):
+                out = self._forward(ids, last_only=self._norm is not None)
+            del resolved
+            lazy = out.logits.shape[1] != seq
+            if lazy and "h" not in final:
+                raise RuntimeError("internal error: the model computed only the last logits but its final hidden "
+                                   "states were not captured")
             logits = out.logits[0].float()
-            codes = {n: self._encode_layer(n, saes[n], session.captured[n][0]) for n in layer_list}
-            residuals = ({n: session.captured[n][0].float().cpu() for n in layer_list} if return_residuals else None)
-        # top-n of the logits, normalised by logsumexp: no (seq, vocab) softmax is materialised
-        top_l, top_i = logits.topk(min(top_n, logits.shape[-1]), dim=-1)
-        top_p = (top_l - _row_logsumexp(logits)).exp()
+            captured = session.captured
+            # Layer by layer through the bank (resident layers first, then load, encode, release, next): the
+            # default layers=None stays within sae_cache_bytes whatever the release's size.
+            codes = self.saes.map(layer_list, lambda n, sae: self._encode_layer(n, sae, captured[n][0]))
+            residuals = ({n: captured[n][0].float().cpu() for n in layer_list} if return_residuals else None)
+        top_n = min(top_n, logits.shape[-1])
+        top_l, top_i = logits.topk(top_n, dim=-1)
+        top_p = (top_l - _row_logsumexp(logits)).exp().cpu()
         top_i = top_i.cpu()
+        if lazy:
+            # only the last position was projected onto the vocabulary; the others are projected when first read
+            head = self.model.get_output_embeddings()
+            nxt = NextTokens(final["h"], head, top_n, top_i[-1], top_p[-1])
+            next_ids = next_probs = None
+        else:
+            nxt, next_ids, next_probs = None, top_i, top_p
         tokens = self.token_strings(ids[0])
         return Trace(
-            token_ids=ids[0].cpu(), tokens=tokens, layers=codes, next_ids=top_i, next_probs=top_p.cpu(),
-            logits_last=logits[-1].cpu(), steering=edits,
+            token_ids=ids[0].cpu(), tokens=tokens, layers=codes, next_ids_=next_ids, next_probs_=next_probs,
+            logits_last=logits[-1].cpu(), steering=edits, next_source=nxt,
             prompt=prompt if isinstance(prompt, str) else None, residuals=residuals,
             meta={"latency_s": time.perf_counter() - t0, "model": self.name}, token_decoder=self.token_strings,
         )
+
+    @property
+    def _norm(self) -> Any:
+        """The final norm before the unembedding (its output is what the lm_head projects), when found."""
+        if not hasattr(self, "_norm_module"):
+            self._norm_module = None
+            if self.model.get_output_embeddings() is not None:
+                for m in self.model.modules():
+                    if getattr(m, "layers", None) is self.layers and isinstance(getattr(m, "norm", None),
+                                                                                torch.nn.Module):
+                        self._norm_module = m.norm
+                        break
+        return self._norm_module
+
+    @contextmanager
+    def _final_hidden(self, store: dict[str, Tensor]) -> Iterator[None]:
+        norm = self._norm
+        if norm is None:
+            yield
+            return
+
+        def grab(module: Any, args: Any, output: Any) -> None:
+            h = output[0] if isinstance(output, tuple) else output
+            if h.dim() == 3 and h.shape[0] == 1:
+                store["h"] = h[0]
+
+        handle = norm.register_forward_hook(grab)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _forward(self, ids: Tensor, *, last_only: bool) -> Any:
+        """The model's forward; with ``last_only`` only the last position's logits are computed (transformers'
+        ``logits_to_keep``), when the model supports it."""
+        if last_only and getattr(self, "_logits_to_keep_ok", True):
+            try:
+                return self.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+            except TypeError as exc:
+                if "logits_to_keep" not in str(exc):
+                    raise
+                self._logits_to_keep_ok = False
+        return self.model(input_ids=ids, use_cache=False)
+
+    def _check_budget(self, layer_list: list[int]) -> None:
+        """Refuse before the forward when not even one SAE layer fits the bank's budget."""
+        if not layer_list or self.saes.max_bytes is None:
+            return
+        per = self.saes.layer_nbytes(layer_list[0])
+        if per is not None and per > self.saes.max_bytes:
+            raise QScopeError(f"one SAE layer needs {per / 2**20:.1f} MiB but sae_cache_bytes is "
+                              f"{self.saes.max_bytes / 2**20:.1f} MiB: 0 layers fit; raise sae_cache_bytes")
 
     @staticmethod
     def _encode_layer(layer: int, sae: SparseAutoencoder, x: Tensor) -> LayerCodes:

@@ -69,9 +69,29 @@ def test_default_layers_are_all_sae_layers(scope):
 def test_run_is_deterministic_and_matches_plain_forward(scope):
     ids = scope.tokenize("def main(argv):")
     with torch.inference_mode():
-        bare = scope.model(input_ids=ids, use_cache=False).logits[0, -1]
+        # run projects only the last position (logits_to_keep=1): compare with the plain model doing the same
+        bare = scope.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits[0, -1]
+        full = scope.model(input_ids=ids, use_cache=False).logits[0]
     tr = scope.run("def main(argv):", layers=[0, 3])
     assert torch.equal(tr.logits_last, bare.float()), "capturing alone must not change the forward"
+    torch.testing.assert_close(tr.logits_last, full[-1].float(), rtol=1e-5, atol=1e-5)
+
+
+def test_next_tokens_of_every_position_are_computed_on_first_read_and_match_the_full_logits(scope):
+    """Only the last position is projected during the run; the others come from the kept final hidden states,
+    equal to the top-n of the full (seq, vocab) logits of a plain forward."""
+    ids = scope.tokenize("lazy next tokens for the positions read")
+    with torch.inference_mode():
+        full = scope.model(input_ids=ids, use_cache=False).logits[0].float()
+    tr = scope.run(ids[0], layers=[1], top_n=5)
+    assert tr.next_ids_ is None, "not computed by the run"
+    last = tr.next_tokens(-1)
+    assert tr.next_ids_ is None, "the last position is answered without computing the others"
+    ref_p, ref_i = full.softmax(-1).topk(5, dim=-1)
+    assert torch.equal(tr.next_ids, ref_i)
+    torch.testing.assert_close(tr.next_probs, ref_p, rtol=1e-4, atol=1e-6)
+    assert [t for t, _ in last] == tr.next_token_strs[-1]
+    assert tr.next_source is None, "the hidden states are released once materialised"
 
 
 def test_multimodal_style_wrapper_is_found(qwen3, tokenizer, sae_folder):

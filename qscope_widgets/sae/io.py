@@ -9,13 +9,16 @@ Formats:
   SAELens ``W_enc (d_model, d_sae)``).
 * SAELens folders: ``cfg.json`` + ``sae_weights.safetensors``.
 
-A ``.pt`` is converted once into a safetensors cache (feature-major decoder, as :class:`SparseAutoencoder` keeps it)
-so later loads skip the unpickling and the transpose copy.
+A ``.pt`` is converted once into a safetensors cache entry (feature-major decoder, as :class:`SparseAutoencoder`
+keeps it, in the compute dtype) so later loads skip the unpickling and the transpose copy; see :mod:`.cache`.
+
+No loaded weight is ever backed by a memory map of a file: every read copies into memory this process owns, so a
+file rewritten in place while its SAE is in use (a re-download, ``save_qwen_scope_layer`` to the same path) cannot
+crash the process with SIGBUS or change the weights under a running model.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -27,29 +30,31 @@ import torch
 from torch import Tensor
 
 from ..errors import SAEFormatError
+from . import cache
+from .cache import default_cache_dir
 from .config import SAEConfig
 from .model import RELEASE_KEYS, SparseAutoencoder
+from .safetensors_io import read_tensors
 
 PathLike = str | os.PathLike
 
-_CACHE_FORMAT = "qscope-sae-cache-v1"
-
-
-def default_cache_dir() -> Path:
-    """``$QSCOPE_CACHE`` or ``~/.cache/qscope_widgets``."""
-    return Path(os.environ.get("QSCOPE_CACHE", Path.home() / ".cache" / "qscope_widgets"))
+__all__ = ["default_cache_dir", "load_sae", "read_pt", "read_safetensors", "save_qwen_scope_layer",
+           "to_release_orientation", "write_release_config", "parse_layer_from_hook"]
 
 
 # ---------------------------------------------------------------------------------------------- raw tensor dicts
 def read_pt(path: PathLike) -> dict[str, Tensor]:
-    """Read a ``.pt`` tensor dict with ``weights_only=True``; refuse anything else with a clear error."""
+    """Read a ``.pt`` tensor dict with ``weights_only=True``; refuse anything else with a clear error.
+
+    Read into memory, not memory-mapped: the tensors must outlive any later rewrite of the file (SIGBUS otherwise).
+    """
     path = Path(path)
     if not path.is_file():
         raise SAEFormatError(f"SAE file not found: {path}")
     if path.stat().st_size == 0:
         raise SAEFormatError(f"SAE file {path} is empty (0 bytes): truncated download?")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=False)
     except pickle.UnpicklingError as exc:
         raise SAEFormatError(
             f"refused to load {path}: it is not a plain tensor file. weights_only loading blocked it "
@@ -85,19 +90,8 @@ def read_json_object(path: PathLike) -> dict[str, Any]:
 
 
 def read_safetensors(path: PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Read a safetensors file (tensors and its string metadata)."""
-    from safetensors import SafetensorError, safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise SAEFormatError(f"SAE file not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise SAEFormatError(f"safetensors file {path} is corrupt or truncated: {_first_line(exc)}") from None
-    return tensors, meta
+    """Read a safetensors file (tensors and its string metadata), copied into memory (never a memory map)."""
+    return read_tensors(path)
 
 
 def to_release_orientation(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -144,27 +138,48 @@ def load_sae(
         return _load_saelens_folder(path, cfg=cfg, d_model=d_model, device=device, dtype=dtype, **cfg_fields)
     if path.suffix == ".safetensors":
         tensors, meta = read_safetensors(path)
-        if meta.get("format") == _CACHE_FORMAT:
-            tensors = _from_cache_layout(tensors)
-            if cfg is None and "config" in meta:
-                cfg = SAEConfig.from_dict(json.loads(meta["config"]))
+        if meta.get("format") == cache.CACHE_FORMAT:
+            tensors, cached_cfg = cache.read_entry(path)
+            cfg = cfg or cached_cfg
         state = to_release_orientation(tensors)
     elif path.suffix in (".pt", ".pth", ".bin") or path.name.endswith(".sae.pt"):
         if cache_dir is not False:
-            cached = _cache_path(path, cache_dir)
-            if cached.is_file():
-                try:
-                    return load_sae(cached, cfg=cfg, d_model=d_model, device=device, dtype=dtype, cache_dir=False,
-                                    **cfg_fields)
-                except SAEFormatError:
-                    cached.unlink(missing_ok=True)  # a broken cache entry is rebuilt, never trusted
+            return _load_pt_cached(path, cfg=cfg, d_model=d_model, device=device, dtype=dtype,
+                                   cache_dir=default_cache_dir() if cache_dir in (None, True) else Path(cache_dir),
+                                   **cfg_fields)
         state = to_release_orientation(read_pt(path))
     else:
         raise SAEFormatError(f"don't know how to read {path}: expected .pt, .safetensors or a SAELens folder")
-    sae = SparseAutoencoder.from_state_dict(state, cfg, d_model=d_model, device=device, dtype=dtype, **cfg_fields)
-    if path.suffix != ".safetensors" and cache_dir is not False:
-        _write_cache(sae, _cache_path(path, cache_dir))
-    return sae
+    return SparseAutoencoder.from_state_dict(state, cfg, d_model=d_model, device=device, dtype=dtype, **cfg_fields)
+
+
+def _load_pt_cached(path: Path, *, cfg: SAEConfig | None, d_model: int | None, device: Any, dtype: torch.dtype | None,
+                    cache_dir: Path, **cfg_fields: Any) -> SparseAutoencoder:
+    """A release ``.pt`` through the cache: served from an entry of the same content and dtype, else converted
+    tensor by tensor into a new entry (peak memory: the source's tensors plus one block) and read back."""
+    try:
+        key = cache.content_key(path)
+    except OSError as exc:
+        raise SAEFormatError(f"could not read {path}: {exc}") from None
+    cdtype = dtype or torch.float32  # the release's dtype unless a compute dtype is asked for
+    entry = cache.entry_path(path, key, cdtype, cache_dir)
+    if entry.is_file():
+        try:
+            state, cached_cfg = cache.read_entry(entry, key, device=device)
+        except SAEFormatError as err:
+            cache.report_bad_entry(entry, err)
+        else:
+            return SparseAutoencoder.from_state_dict(state, cfg or cached_cfg, d_model=d_model, device=device,
+                                                     dtype=cdtype, **cfg_fields)
+    state = to_release_orientation(read_pt(path))
+    full_cfg = SparseAutoencoder.check_state(state, cfg, d_model=d_model, **cfg_fields)
+    try:
+        cache.write_entry(entry, state, full_cfg, key, cdtype)
+    except OSError:  # a read-only or full cache directory must not break loading: the cache is an optimisation
+        return SparseAutoencoder.from_state_dict(state, full_cfg, device=device, dtype=cdtype)
+    del state  # the source's tensors go before the entry is read back: one layer in memory at a time
+    state, cached_cfg = cache.read_entry(entry, key, device=device)
+    return SparseAutoencoder.from_state_dict(state, cached_cfg, d_model=d_model, device=device, dtype=cdtype)
 
 
 def _load_saelens_folder(folder: Path, *, cfg: SAEConfig | None, **kw: Any) -> SparseAutoencoder:
@@ -192,38 +207,6 @@ def parse_layer_from_hook(hook_name: str) -> int | None:
 
     m = re.search(r"(?:blocks|layers)\.(\d+)", hook_name or "")
     return int(m.group(1)) if m else None
-
-
-# ---------------------------------------------------------------------------------------------- the cache
-def _cache_path(src: Path, cache_dir: PathLike | None | bool) -> Path:
-    root = default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)  # type: ignore[arg-type]
-    st = src.stat()
-    key = hashlib.sha256(f"{src.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
-    return root / "saes" / f"{src.name}.{key}.safetensors"
-
-
-def _write_cache(sae: SparseAutoencoder, dest: Path) -> None:
-    from safetensors.torch import save_file
-
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {
-            "W_enc": sae.W_enc.detach().cpu().contiguous(),
-            "W_dec_rows": sae.W_dec.detach().T.cpu().contiguous(),  # feature-major: no transpose on load
-            "b_enc": sae.b_enc.detach().cpu().contiguous(),
-            "b_dec": sae.b_dec.detach().cpu().contiguous(),
-        }
-        tmp = dest.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata={"format": _CACHE_FORMAT, "config": sae.cfg.to_json()})
-        os.replace(tmp, dest)
-    except OSError:
-        pass  # a read-only home directory must not break loading; the cache is an optimisation
-
-
-def _from_cache_layout(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    out = dict(tensors)
-    out["W_dec"] = out.pop("W_dec_rows").T
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- writing

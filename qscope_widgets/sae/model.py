@@ -37,6 +37,12 @@ class SparseCodes(NamedTuple):
         return out.scatter_(-1, self.ids, self.values)
 
 
+def _all_finite(t: Tensor, block: int = 1 << 22) -> bool:
+    """``isfinite(t).all()`` in blocks: one bool temporary of a 27B layer's W_enc would be 420 MB."""
+    flat = t.detach().reshape(-1) if t.is_contiguous() else t.detach().T.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + block]).all()) for i in range(0, flat.numel(), block))
+
+
 def _feature_major(n_features: int, d_model: int, **kw) -> Tensor:
     """An empty ``(d_model, n_features)`` tensor whose transpose is contiguous."""
     return torch.empty(n_features, d_model, **kw).T
@@ -68,21 +74,12 @@ class SparseAutoencoder(nn.Module):
             self.b_enc.zero_()
             self.b_dec.zero_()
 
-    @classmethod
-    def from_state_dict(
-        cls,
-        state: Mapping[str, Tensor],
-        cfg: SAEConfig | None = None,
-        *,
-        d_model: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-        **cfg_fields,
-    ) -> "SparseAutoencoder":
-        """Build from release-layout tensors (``W_enc (d_sae, d_model)``, ``W_dec (d_model, d_sae)``, biases).
+    @staticmethod
+    def check_state(state: Mapping[str, Tensor], cfg: SAEConfig | None = None, *, d_model: int | None = None,
+                    **cfg_fields) -> SAEConfig:
+        """The config of release-layout tensors, after checking names, dtypes and shapes; copies nothing.
 
-        ``d_model`` (the model's width) is checked when given: an SAE for another model is refused here, not at
-        the first matmul. Missing config fields (``k``) come from ``cfg_fields``.
+        Used before streaming a file into the cache, so a bad file is refused before anything is written.
         """
         missing = [k for k in RELEASE_KEYS if k not in state]
         if missing:
@@ -113,6 +110,27 @@ class SparseAutoencoder(nn.Module):
         if (cfg.d_model, cfg.d_sae) != (dm, d_sae):
             raise SAEShapeError(f"config says d_model={cfg.d_model}, d_sae={cfg.d_sae} but the tensors are "
                                 f"d_model={dm}, d_sae={d_sae}")
+        return cfg
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state: Mapping[str, Tensor],
+        cfg: SAEConfig | None = None,
+        *,
+        d_model: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **cfg_fields,
+    ) -> "SparseAutoencoder":
+        """Build from release-layout tensors (``W_enc (d_sae, d_model)``, ``W_dec (d_model, d_sae)``, biases).
+
+        ``d_model`` (the model's width) is checked when given: an SAE for another model is refused here, not at
+        the first matmul. Missing config fields (``k``) come from ``cfg_fields``.
+        """
+        cfg = cls.check_state(state, cfg, d_model=d_model, **cfg_fields)
+        W_enc, W_dec, b_enc, b_dec = (state[k] for k in RELEASE_KEYS)
+        d_sae = cfg.d_sae
         dtype = dtype or W_enc.dtype
         sae = cls.__new__(cls)
         nn.Module.__init__(sae)
@@ -128,7 +146,7 @@ class SparseAutoencoder(nn.Module):
             if thr is None or tuple(thr.shape) != (d_sae,):
                 raise SAEFormatError("a JumpReLU SAE needs a 'threshold' tensor of shape (d_sae,)")
             sae.threshold = nn.Parameter(thr.to(device=device, dtype=dtype), requires_grad=False)
-        bad = [n for n, p in sae.named_parameters() if not torch.isfinite(p).all()]
+        bad = [n for n, p in sae.named_parameters() if not _all_finite(p)]
         if bad:
             raise SAEFormatError(f"SAE tensors {bad} contain NaN or inf: the file is corrupt")
         return sae

@@ -98,6 +98,10 @@ class QwenScopeFolder:
     def layers(self) -> list[int]:
         return sorted(self.files)
 
+    def shape(self, layer: int) -> tuple[int, int] | None:
+        """``(d_model, d_sae)`` from ``config.json`` or the release registry, without reading a layer file."""
+        return _declared_shape(self.release_config, self.cfg_fields.get("release"))
+
     def load(self, layer: int, *, d_model: int | None = None, device: Any = None,
              dtype: torch.dtype | None = None) -> SparseAutoencoder:
         _check_layer(self, layer)
@@ -132,7 +136,11 @@ class QwenScopeHubRepo:
         if n is None:
             raise SAEFormatError(f"{repo_id}: number of layers unknown (no num_layers in config.json)")
         self._layers = list(range(int(n)))
+        self.release_config = meta
         warnings.warn(releases.licence_notice(repo_id), stacklevel=3)
+
+    def shape(self, layer: int) -> tuple[int, int] | None:
+        return _declared_shape(self.release_config, self.repo_id)
 
     def _download(self, filename: str) -> str:
         try:
@@ -234,6 +242,14 @@ def _as_path(value: Any, layer: Any) -> Path:
     if not isinstance(value, (str, os.PathLike)):
         raise SAEFormatError(f"the SAE for layer {layer!r} must be a path or a SparseAutoencoder, got {value!r}")
     return Path(value)
+
+
+def _declared_shape(meta: Mapping[str, Any], release: str | None) -> tuple[int, int] | None:
+    try:
+        return int(meta["d_model"]), int(meta["d_sae"])
+    except (KeyError, TypeError, ValueError):
+        rel = releases.lookup(release) if release else None
+        return (rel.d_model, rel.d_sae) if rel else None
 
 
 def _int_in(s: str) -> int | None:
