@@ -220,3 +220,19 @@ def test_stream_writer_output_is_standard_safetensors_and_atomic(tmp_path):
         w.commit()
     assert torch.equal(load_file(dest)["t"], t), "a failed write leaves the old file whole"
     assert [p.name for p in tmp_path.iterdir()] == ["x.safetensors"], "no temp file left behind"
+
+
+def test_a_nan_in_a_cache_entry_is_rebuilt_but_a_wrong_width_is_the_callers_error(folder):
+    from qscope_widgets.errors import SAEShapeError
+
+    src = QwenScopeFolder(folder)
+    good = src.load(0, d_model=16)
+    (entry,) = entries()
+    raw = bytearray(entry.read_bytes())
+    raw[-4:] = struct.pack("<f", float("nan"))  # the last value of b_dec
+    entry.write_bytes(bytes(raw))
+    with pytest.warns(SAECacheWarning, match="NaN"):
+        same(src.load(0, d_model=16), good)
+    with pytest.raises(SAEShapeError, match="d_model=16"):
+        src.load(0, d_model=32)
+    assert len(entries()) == 1, "the entry survives a caller's wrong width"

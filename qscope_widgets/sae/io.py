@@ -29,7 +29,7 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from ..errors import SAEFormatError
+from ..errors import SAEFormatError, SAEShapeError
 from . import cache
 from .cache import default_cache_dir
 from .config import SAEConfig
@@ -166,11 +166,12 @@ def _load_pt_cached(path: Path, *, cfg: SAEConfig | None, d_model: int | None, d
     if entry.is_file():
         try:
             state, cached_cfg = cache.read_entry(entry, key, device=device)
-        except SAEFormatError as err:
-            cache.report_bad_entry(entry, err)
-        else:
             return SparseAutoencoder.from_state_dict(state, cfg or cached_cfg, d_model=d_model, device=device,
                                                      dtype=cdtype, **cfg_fields)
+        except SAEShapeError:
+            raise  # an SAE for another model is the caller's mistake, not a damaged entry
+        except SAEFormatError as err:  # damaged (e.g. NaN where a data byte flipped): rebuilt from the source
+            cache.report_bad_entry(entry, err)
     state = to_release_orientation(read_pt(path))
     full_cfg = SparseAutoencoder.check_state(state, cfg, d_model=d_model, **cfg_fields)
     try:
