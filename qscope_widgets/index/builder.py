@@ -279,6 +279,7 @@ def scan_pass(plan: BuildPlan, layers: list[int], progress: PassProgress, state_
     if done_batches and batch_index < done_batches:
         raise QScopeError(f"{plan.out} holds an unfinished build that had scanned {done_batches} batches, but this "
                           f"corpus gives only {batch_index}: a different corpus? pass resume=False to start over")
+    progress.batches, progress.chain = batch_index, chain
     if progress.digest is not None and chain != progress.digest:
         raise QScopeError("the corpus changed between two passes of this build (each pass scans it again for "
                           "another group of layers): pass a corpus that reads the same every time")
@@ -453,6 +454,7 @@ def build_index(
         resume_from = state if state is not None and state["pass_layers"] == group else None
         accs, report, chain = scan_pass(plan, group, prog, state_path, resume_from)
         state = None
+        save_state(state_path, plan, prog)  # a kill while the layers are written resumes without a rescan
         prog.digest, prog.report = chain, report.to_dict()
         vocab = vocab if vocab is not None else vocab_strings(scope)
         write_index(plan, group, accs, chain, vocab)

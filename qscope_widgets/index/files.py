@@ -91,8 +91,9 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     p = Path(root)
     meta_path = p / META_FILE
     if not meta_path.is_file():
-        hint = (" (an unfinished build is there: run the same scope.index(...) call again to resume it)"
-                if (p / STATE_FILE).is_file() or (p / SHARD_DIR).is_dir() else "")
+        hint = (" (it holds parts of an unfinished build: run the same scope.index(...) call again to resume or "
+                "finish it, or pass resume=False to start over)"
+                if (p / STATE_FILE).is_file() or (p / SHARD_DIR).is_dir() or layer_dirs(p) else "")
         raise FeatureIndexError(f"{p} is not a feature index (no {META_FILE}){hint}; build one with "
                                 "scope.index(corpus, out_dir=...)")
     try:
@@ -159,10 +160,17 @@ def remove_layer(d: Path) -> None:
         pass  # the user keeps something else there: leave it
 
 
+def _remove_temps(root: Path, name: str) -> None:
+    """Temporary files a killed write left beside ``name`` (never read: see :func:`atomic_write`)."""
+    for t in Path(root).glob(f".{name}.tmp*"):
+        t.unlink(missing_ok=True)
+
+
 def clear_index(root: Path, keep_layers: set[int] | None = None) -> None:
     """Make ``root`` hold no finished index: remove ``meta.json`` first, then the layer folders (all of them, or
     those not in ``keep_layers``); the user's other files stay."""
     (Path(root) / META_FILE).unlink(missing_ok=True)
+    _remove_temps(root, META_FILE)
     for n, d in layer_dirs(root).items():
         if keep_layers is None or n not in keep_layers:
             remove_layer(d)
@@ -170,4 +178,5 @@ def clear_index(root: Path, keep_layers: set[int] | None = None) -> None:
 
 def clear_build_state(root: Path) -> None:
     (Path(root) / STATE_FILE).unlink(missing_ok=True)
+    _remove_temps(root, STATE_FILE)
     shutil.rmtree(Path(root) / SHARD_DIR, ignore_errors=True)
