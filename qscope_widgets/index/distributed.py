@@ -222,12 +222,15 @@ def merge_shards(scope: "Scope", out_dir: Any, *, overwrite: bool = False,
     if not dones:
         raise QScopeError(f"{out / SHARD_DIR} holds no finished shard: run build_shard for every shard first")
     infos = [json.loads(p.read_text()) for p in dones]
-    world = infos[0]["shard"][1]
+    worlds = sorted({i["shard"][1] for i in infos})
+    if len(worlds) > 1:
+        raise QScopeError(f"{out / SHARD_DIR} holds finished shards of runs cut into {worlds} shards: keep one "
+                          "run's files (or rebuild the shards with resume=False)")
+    world = worlds[0]
     have = {tuple(i["shard"]) for i in infos}
     missing = [r for r in range(world) if (r, world) not in have]
     if missing:
         raise QScopeError(f"shards {missing} of {world} are not finished yet (no done file under {out / SHARD_DIR})")
-    infos = [i for i in infos if i["shard"][1] == world]
     if any(i["settings"] != infos[0]["settings"] for i in infos):
         raise QScopeError("the shards were built with different settings; rebuild them with the same arguments")
     if len({i["digest"] for i in infos}) != 1:
