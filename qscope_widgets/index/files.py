@@ -35,6 +35,7 @@ META_FILE = "meta.json"
 STATE_FILE = "_build_state.pt"
 SHARD_DIR = "_shards"
 LAYER_FILES = ("features.parquet", "contexts.parquet")
+LABEL_SCORES = "label_scores.parquet"  # optional per layer: scored labels (index/labels.py)
 BUILD_KEY = b"qscope.build_id"
 _LAYER_DIR = re.compile(r"^layer(\d+)$")
 
@@ -133,7 +134,8 @@ def check_layers(root: Path, meta: dict[str, Any]) -> None:
     """Every layer ``meta.json`` names has both files, from the same build as ``meta.json``."""
     want = meta.get("build_id")
     for n in meta["layers"]:
-        for name in LAYER_FILES:
+        optional = [LABEL_SCORES] if (layer_dir(root, n) / LABEL_SCORES).is_file() else []
+        for name in list(LAYER_FILES) + optional:
             path = layer_dir(root, n) / name
             got = parquet_build(path)
             if want is not None and got != want:
@@ -152,7 +154,7 @@ def layer_dirs(root: Path) -> dict[int, Path]:
 def remove_layer(d: Path) -> None:
     """Remove an index layer folder: only the files an index writes, then the folder if that left it empty."""
     for f in list(d.iterdir()):
-        if f.name in LAYER_FILES or (f.name.startswith(".") and ".tmp" in f.name):
+        if f.name in LAYER_FILES or f.name == LABEL_SCORES or (f.name.startswith(".") and ".tmp" in f.name):
             f.unlink(missing_ok=True)
     try:
         d.rmdir()

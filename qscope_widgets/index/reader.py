@@ -13,6 +13,8 @@ Files (see :mod:`qscope_widgets.index.files` for the folder layout and its crash
                                   document), tokens (list of readable token strings of the window), acts (the
                                   feature's activation on each token of the window), center (index of the
                                   activating token in ``tokens``)
+    layer{n}/label_scores.parquet optional: scored labels (index/labels.py score_labels): feature, scored_label,
+                                  label_score, label_precision, label_recall, label_fires, label_weak, ...
 
 A layer's files load only when that layer is first looked at (a 64-layer index costs one layer's memory), and one
 feature's contexts are read through parquet row-group statistics without loading the layer's contexts.
@@ -23,6 +25,8 @@ feature's contexts are read through parquet row-group statistics without loading
     {"layer": int, "feature": int,
      "label": str,                 # automatic: "fires-on tokens → promoted tokens", or "dead (...)"
      "explanation": str,           # attached (e.g. Neuronpedia), "" if none; show it before the label when set
+     "label_score": float | None,  # detection F1 of the scored label on held-out text (None: not scored)
+     "scored_label": str | None, "label_weak": bool | None,   # from layer{n}/label_scores.parquet when present
      "density": float,             # fraction of scanned tokens where the feature fired
      "count": int, "mean_activation": float, "max_activation": float,
      "quantiles": {"q50": float, "q90": float, "q99": float},
@@ -44,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FeatureIndexError, QScopeError, UnknownLayerError
 from .accumulator import hist_edges
-from .files import check_layers, layer_dir, read_meta
+from .files import LABEL_SCORES, check_layers, layer_dir, read_meta, write_table
 from .label_files import pick_column, read_labels
 from .labels import decoder_logit_tokens
 from .records import Context, FeatureCard
@@ -123,8 +127,30 @@ class FeatureIndex:
             if missing:
                 raise FeatureIndexError(f"{path} lacks the columns {missing}: not a features table of this index")
             ren = {f"group_{j}": f"group_{g}" for j, g in enumerate(self.groups)}
-            self._features[layer] = df.rename(columns=ren)
+            df = df.rename(columns=ren)
+            scores = layer_dir(self.path, layer) / LABEL_SCORES
+            if scores.is_file():  # optional: scored labels (index/labels.py), one row per feature
+                sc = self._read(scores)
+                df = df.drop(columns=[c for c in sc.columns if c in df.columns and c != "feature"])
+                df = df.join(sc.set_index("feature").reindex(df.feature).reset_index(drop=True), how="left")
+            self._features[layer] = df
         return self._features[layer]
+
+    def attach_label_scores(self, scores: "pd.DataFrame", *, layer: int, save: bool = True) -> None:
+        """Attach scored labels (``index.labels.score_labels``: ``feature``, ``label_score``, ``scored_label``,
+        ...) to ``layer``; with ``save`` they are written beside the layer's files (``label_scores.parquet``,
+        atomically, stamped with the index's build id)."""
+        import pyarrow as pa
+
+        if "feature" not in scores.columns or "label_score" not in scores.columns:
+            raise QScopeError(f"label scores need 'feature' and 'label_score' columns; got {list(scores.columns)}")
+        layer = self._check(layer)
+        if save:
+            write_table(layer_dir(self.path, layer) / LABEL_SCORES, pa.Table.from_pandas(scores, preserve_index=False),
+                        self.meta.get("build_id"))
+        base = self.features(layer)
+        keep = [c for c in base.columns if c == "feature" or c not in scores.columns]
+        self._features[layer] = base[keep].merge(scores, on="feature", how="left")
 
     def contexts(self, layer: int, feature: int | None = None) -> "pd.DataFrame":
         """Top activating contexts of one feature (or all), best first."""
@@ -169,7 +195,11 @@ class FeatureIndex:
         promoted, suppressed = list(row["promoted"]), list(row["suppressed"])
         if not promoted and self.scope is not None:
             promoted, suppressed = self.logit_tokens(layer, feature)
+        score = row.get("label_score")
         return FeatureCard(
+            label_score=None if score is None or score != score else float(score),
+            scored_label=str(row["scored_label"]) if "scored_label" in row else None,
+            label_weak=bool(row["label_weak"]) if "label_weak" in row else None,
             layer=layer, feature=int(feature), label=str(row["label"]), explanation=str(row["explanation"]),
             density=float(row["density"]), count=int(row["count"]), mean_activation=float(row["mean_activation"]),
             max_activation=float(row["max_activation"]),
@@ -201,8 +231,10 @@ class FeatureIndex:
             if where == "labels":
                 text = (df.label.str.lower() + " " + df.explanation.str.lower() + " "
                         + df.top_tokens.map(lambda t: " ".join(t).lower()))
+                if "scored_label" in df.columns:
+                    text = text + " " + df.scored_label.fillna("").str.lower()
                 hit = df[text.str.contains(q, regex=False) & (df["count"] > 0)]
-                frames.append(hit.assign(layer=n_layer)[cols])
+                frames.append(hit.assign(layer=n_layer)[cols + [c for c in ("label_score",) if c in df.columns]])
             else:
                 ctx = self.contexts(n_layer)
                 text = ctx.tokens.map(lambda t: "".join(t).lower())
@@ -213,7 +245,12 @@ class FeatureIndex:
         if not frames:
             return pd.DataFrame(columns=cols + (["hits"] if where == "contexts" else []))
         keys = ["hits", "max_activation"] if where == "contexts" else ["max_activation"]
-        return pd.concat(frames).sort_values(keys, ascending=False).head(n).reset_index(drop=True)
+        out = pd.concat(frames)
+        if where == "labels" and "label_score" in out.columns:  # best-explained first, unscored last
+            keys = ["label_score"] + keys
+            out = out.assign(label_score=out.label_score.astype(float))
+            return out.sort_values(keys, ascending=False, na_position="last").head(n).reset_index(drop=True)
+        return out.sort_values(keys, ascending=False).head(n).reset_index(drop=True)
 
     def logit_tokens(self, layer: int, feature: int, n: int = 5) -> tuple[list[str], list[str]]:
         """Promoted / suppressed tokens of one feature's decoder direction, computed now (needs a scope)."""
@@ -272,3 +309,11 @@ class FeatureIndex:
             out = feats.rename(columns={f"group_{g}": f"group_{j}" for j, g in enumerate(self.groups)})
             write_features(layer_dir(self.path, layer) / "features.parquet", out, self.meta.get("build_id"))
         return int(first.sum())
+
+    def explain(self, features: Any, *, layer: int, explainer: "Scope | None" = None, **kwargs: Any) -> "pd.DataFrame":
+        """Explain features and score the explanations by simulation (Bills et al. 2023) with ``explainer``
+        (default: this index's scope); see :func:`qscope_widgets.index.labels.explain_features`."""
+        from .labels import explain_features
+
+        layer = self._check(layer)
+        return explain_features(self, layer, features, explainer=explainer, **kwargs)

@@ -85,9 +85,13 @@ class FeatureCard:
     suppressed: list[str]
     groups: dict[str, float] = field(default_factory=dict)
     contexts: list[Context] = field(default_factory=list)
+    label_score: float | None = None  # detection F1 of the scored label (None: not scored)
+    scored_label: str | None = None
+    label_weak: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "label_score": self.label_score, "scored_label": self.scored_label, "label_weak": self.label_weak,
             "layer": self.layer, "feature": self.feature, "label": self.label, "explanation": self.explanation,
             "density": self.density, "count": self.count, "mean_activation": self.mean_activation,
             "max_activation": self.max_activation, "quantiles": dict(self.quantiles),
