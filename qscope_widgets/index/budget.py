@@ -22,6 +22,14 @@ def layers_that_fit(bank: Any, layers: Sequence[int]) -> int:
     budget = getattr(bank, "max_bytes", None)
     if budget is None:
         return len(layers)
+    if callable(getattr(bank, "layers_that_fit", None)):  # the bank's own answer, where it has one
+        known = getattr(bank, "layer_nbytes", None)
+        if not callable(known) or known() is None:
+            bank.get(layers[0])  # its size becomes known (and a layer over the whole budget raises here)
+        fit = int(bank.layers_that_fit())
+        if fit < 1:
+            bank.get(layers[0])  # the bank's error for a layer larger than its whole budget
+        return max(1, min(len(layers), fit))
     size = bank.get(layers[0]).nbytes()
     return max(1, min(len(layers), int(budget // max(size, 1))))
 
