@@ -94,7 +94,8 @@ def read_meta(root: str | os.PathLike) -> dict[str, Any]:
     if not meta_path.is_file():
         hint = (" (it holds parts of an unfinished build: run the same scope.index(...) call again to resume or "
                 "finish it, or pass resume=False to start over)"
-                if (p / STATE_FILE).is_file() or (p / SHARD_DIR).is_dir() or layer_dirs(p) else "")
+                if ((p / STATE_FILE).is_file() or (p / SHARD_DIR).is_dir() or layer_dirs(p)
+                    or any(p.glob(f".{STATE_FILE}.tmp*"))) else "")
         raise FeatureIndexError(f"{p} is not a feature index (no {META_FILE}){hint}; build one with "
                                 "scope.index(corpus, out_dir=...)")
     try:
