@@ -172,7 +172,8 @@ class FeatureIndex:
     def _check_feature(self, layer: int, feature: Any) -> int:
         n = len(self.features(layer))
         if not isinstance(feature, numbers.Integral) or isinstance(feature, bool) or not 0 <= feature < n:
-            raise FeatureIndexError(f"feature {feature!r} is out of range: layer {layer} has features 0..{n - 1}")
+            what = "is out of range" if isinstance(feature, numbers.Integral) else "is not an int"
+            raise FeatureIndexError(f"feature {feature!r} {what}: layer {layer} has features 0..{n - 1}")
         return int(feature)
 
     def label(self, layer: int, feature: int) -> str:
@@ -221,7 +222,11 @@ class FeatureIndex:
 
         cols = ["layer", "feature", "label", "explanation", "density", "max_activation"]
         if not isinstance(query, str) or not query.strip():
-            raise QScopeError("search needs a non-empty query string")
+            raise QScopeError(f"search needs a non-empty query string, got {query!r}")
+        if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 1:
+            raise QScopeError(f"n must be a positive int, got {n!r}")
+        if layer is not None:
+            layer = self._check(layer)
         if where not in ("labels", "contexts"):
             raise QScopeError(f"where must be 'labels' or 'contexts', got {where!r}")
         q = query.strip().lower()
