@@ -96,8 +96,9 @@ def test_torchrun_two_gloo_ranks_build_the_same_index_as_one_process(tmp_path):
     docs = [json.loads(line) for line in (Path(__file__).parents[1] / "qscope_widgets" / "demo" /
                                           "heldout_sample.jsonl").read_text().splitlines()[:8]]
     corpus.write_text("".join(json.dumps(d) + "\n" for d in docs))
-    args = ["--model", "demo", "--corpus", str(corpus), "--layers", "1,4", "--max-tokens", "900",
-            "--batch-size", "3", "--chunk-len", "48", "--group-column", "genre", "--top-n", "5"]
+    args = ["--model", "demo", "--corpus", str(corpus), "--layers", "1,4", "--max-tokens", "500",
+            "--batch-size", "3", "--chunk-len", "40", "--group-column", "genre", "--top-n", "5",
+            "--logit-tokens", "false"]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1])] + sys.path),
                OMP_NUM_THREADS="1")
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
@@ -105,8 +106,8 @@ def test_torchrun_two_gloo_ranks_build_the_same_index_as_one_process(tmp_path):
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     scope = Scope.demo()
-    ref = build_index(scope, str(corpus), out_dir=tmp_path / "one", layers=[1, 4], max_tokens=900, batch_size=3,
-                      chunk_len=48, groups=[d["genre"] for d in docs], top_n=5, progress=False)
+    ref = build_index(scope, str(corpus), out_dir=tmp_path / "one", layers=[1, 4], max_tokens=500, batch_size=3,
+                      chunk_len=40, groups=[d["genre"] for d in docs], top_n=5, progress=False, logit_tokens=False)
     ddp = FeatureIndex.load(tmp_path / "ddp")
     assert_same_index(ddp, ref)
     assert ddp.features(4)["count"].sum() > 0 and len(ddp.contexts(4)) > 0
