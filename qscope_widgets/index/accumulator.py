@@ -3,14 +3,20 @@
 Everything works on the sparse codes of a batch (``(tokens, k)`` ids and values), never on a dense
 ``(tokens, d_sae)`` tensor:
 
-* counts, sums and maxima are ``index_add`` / ``scatter_reduce`` into ``(d_sae,)`` vectors;
+* counts, sums and maxima are ``index_add`` / ``scatter_reduce`` into ``(d_sae,)`` vectors. Sums are exact
+  integers in units of ``2**-SUM_BITS`` (each float32 activation is rounded once to that grid, then added without
+  rounding), so they do not depend on the order tokens are seen in: a corpus scanned in shards and merged gives the
+  same sums, bit for bit, as one scan;
 * a histogram per feature over fixed log-spaced bins (quantiles are read from it at the end);
 * activation mass per corpus group (e.g. per genre or per source), when groups are given;
 * the top-N contexts per feature: a ``(d_sae, N)`` buffer merged with each batch. Only features that received a
   candidate above their current N-th value are touched, and each candidate carries its token window and the
   feature's activations over that window, gathered while the batch's codes are at hand.
 
-The whole state is a dict of tensors (:meth:`state_dict`), so a build can checkpoint and resume exactly.
+The whole state is a dict of tensors (:meth:`state_dict`), so a build can checkpoint and resume exactly, and
+:meth:`FeatureAccumulator.merge` folds in the state of another shard of the same corpus exactly: counts,
+histograms and sums add, maxima take the max, and the top-N contexts of the union are re-selected with the scan's
+own order for ties (value descending, then document, then position), which is the order a single scan keeps.
 """
 
 from __future__ import annotations
@@ -19,6 +25,18 @@ import torch
 from torch import Tensor
 
 HIST_LO, HIST_HI, HIST_BINS = -3.0, 3.0, 48  # log10 activation bins: 1e-3 .. 1e3
+SUM_BITS = 24  # sums are int64 in units of 2**-24 (~6e-8): exact and order-free up to ~5e11 of summed activation
+STATE_KEYS = ("count", "sum_fx", "max", "hist", "group_mass_fx", "top_vals", "top_refs", "top_tokens", "top_acts")
+
+
+def to_fixed(v: Tensor) -> Tensor:
+    """``round(v * 2**SUM_BITS)`` as int64: the grid every summed activation is put on once."""
+    return torch.round(v.double() * 2.0**SUM_BITS).long()
+
+
+def from_fixed(x: Tensor) -> Tensor:
+    """Back to float64 activations."""
+    return x.double() / 2.0**SUM_BITS
 
 
 def hist_edges(device: torch.device | str | None = None) -> Tensor:
@@ -36,10 +54,10 @@ class FeatureAccumulator:
         self.tokens = 0
         kw = {"device": self.device}
         self.count = torch.zeros(d_sae, dtype=torch.long, **kw)
-        self.sum = torch.zeros(d_sae, dtype=torch.float64, **kw)
+        self.sum_fx = torch.zeros(d_sae, dtype=torch.long, **kw)
         self.max = torch.zeros(d_sae, **kw)
         self.hist = torch.zeros(d_sae, HIST_BINS, dtype=torch.long, **kw)
-        self.group_mass = torch.zeros(d_sae, max(n_groups, 1), dtype=torch.float64, **kw)
+        self.group_mass_fx = torch.zeros(d_sae, max(n_groups, 1), dtype=torch.long, **kw)
         self.top_vals = torch.zeros(d_sae, top_n, **kw)
         self.top_refs = torch.full((d_sae, top_n, 2), -1, dtype=torch.long, **kw)  # (document, token position)
         self.top_tokens = torch.full((d_sae, top_n, self.window), -1, dtype=torch.int32, **kw)
@@ -73,13 +91,14 @@ class FeatureAccumulator:
         row = flat // (S * k)
         pos = (flat // k) % S
         self.count.index_add_(0, f, torch.ones_like(f))
-        self.sum.index_add_(0, f, v.double())
+        fx = to_fixed(v)
+        self.sum_fx.index_add_(0, f, fx)
         self.max.scatter_reduce_(0, f, v, reduce="amax")
         b = torch.bucketize(v.clamp(10**HIST_LO, 10**HIST_HI * 0.999).log10(), self._bounds)
         self.hist.view(-1).index_add_(0, f * HIST_BINS + b, torch.ones_like(f))
         if group is not None:
             g = group.to(dev)[row]
-            self.group_mass.view(-1).index_add_(0, f * self.group_mass.shape[1] + g, v.double())
+            self.group_mass_fx.view(-1).index_add_(0, f * self.group_mass_fx.shape[1] + g, fx)
         self._merge_top(f, v, row, pos, ids, values, input_ids, lengths, doc, start)
 
     def _merge_top(self, f, v, row, pos, ids, values, input_ids, lengths, doc, start) -> None:
@@ -143,26 +162,77 @@ class FeatureAccumulator:
             out.append(torch.where(self.count > 0, edges[idx], torch.zeros((), device=edges.device)))
         return torch.stack(out, 1)
 
+    @property
+    def sum(self) -> Tensor:
+        """``(d_sae,)`` float64 summed activation per feature."""
+        return from_fixed(self.sum_fx)
+
+    @property
+    def group_mass(self) -> Tensor:
+        """``(d_sae, max(n_groups, 1))`` float64 summed activation per feature and corpus group."""
+        return from_fixed(self.group_mass_fx)
+
     def state_dict(self) -> dict[str, Tensor]:
-        return {name: getattr(self, name) for name in ("count", "sum", "max", "hist", "group_mass", "top_vals",
-                                                        "top_refs", "top_tokens", "top_acts")} | {
-            "tokens": torch.tensor(self.tokens)}
+        return {name: getattr(self, name) for name in STATE_KEYS} | {"tokens": torch.tensor(self.tokens)}
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        missing = [k for k in STATE_KEYS + ("tokens",) if k not in state]
+        if missing:
+            raise KeyError(f"accumulator state lacks {missing} (written by another version?)")
         for name, t in state.items():
             if name == "tokens":
                 self.tokens = int(t)
-            else:
-                getattr(self, name).copy_(t)  # copy_ converts dtype / device (older checkpoints too)
+            elif name in STATE_KEYS:
+                buf = getattr(self, name)
+                if tuple(t.shape) != tuple(buf.shape):
+                    raise ValueError(f"accumulator state {name!r} has shape {tuple(t.shape)}, expected "
+                                     f"{tuple(buf.shape)} (other settings?)")
+                buf.copy_(t)  # copy_ converts device
+
+    def merge(self, other: "FeatureAccumulator | dict[str, Tensor]") -> "FeatureAccumulator":
+        """Fold in another shard's accumulator (or its ``state_dict``), in place; returns ``self``.
+
+        Exact: counts, histograms and the fixed-point sums add, maxima take the max, and the top-N contexts are
+        re-selected from both buffers by (activation descending, document, position) — the order in which one
+        scan of the whole corpus keeps them (an earlier token wins a tie). Shards must come from disjoint token
+        sets of one corpus with the same settings (``top_n``, window, groups).
+        """
+        st = other.state_dict() if isinstance(other, FeatureAccumulator) else other
+        dev = self.device
+        for name in ("count", "sum_fx", "hist", "group_mass_fx"):
+            getattr(self, name).add_(st[name].to(dev))
+        self.max = torch.maximum(self.max, st["max"].to(dev))
+        self.tokens += int(st["tokens"])
+        vals = torch.cat([self.top_vals, st["top_vals"].to(dev)], 1)  # (d_sae, 2N)
+        refs = torch.cat([self.top_refs, st["top_refs"].to(dev)], 1)
+        big = torch.iinfo(torch.long).max
+        doc = torch.where(refs[..., 0] >= 0, refs[..., 0], torch.full_like(refs[..., 0], big))
+        pos = torch.where(refs[..., 0] >= 0, refs[..., 1], torch.full_like(refs[..., 1], big))
+        # lexicographic (value desc, document asc, position asc) by stable sorts, least significant key first
+        order = torch.argsort(pos, dim=1, stable=True)
+        order = order.gather(1, torch.argsort(doc.gather(1, order), dim=1, stable=True))
+        order = order.gather(1, torch.argsort(vals.gather(1, order), dim=1, descending=True, stable=True))
+        order = order[:, : self.top_n]
+        self.top_vals = vals.gather(1, order)
+        self.top_refs = refs.gather(1, order[..., None].expand(-1, -1, 2))
+        for name in ("top_tokens", "top_acts"):
+            both = torch.cat([getattr(self, name), st[name].to(dev)], 1)
+            setattr(self, name, both.gather(1, order[..., None].expand(-1, -1, self.window)).contiguous())
+        self.top_vals, self.top_refs = self.top_vals.contiguous(), self.top_refs.contiguous()
+        return self
 
     def to_cpu(self) -> "FeatureAccumulator":
         """A CPU copy (for writing the index from a GPU build)."""
         if self.device.type == "cpu":
             return self
-        out = FeatureAccumulator(self.d_sae, top_n=self.top_n, left=self.left, right=self.right,
-                                 n_groups=self.n_groups)
+        out = self.empty_like("cpu")
         out.load_state_dict(self.state_dict())
         return out
+
+    def empty_like(self, device: torch.device | str | None = None) -> "FeatureAccumulator":
+        """A fresh accumulator with the same shape settings."""
+        return FeatureAccumulator(self.d_sae, top_n=self.top_n, left=self.left, right=self.right,
+                                  n_groups=self.n_groups, device=device if device is not None else self.device)
 
 
 def _top_per_group(f: Tensor, v: Tensor, n: int, *payload: Tensor) -> tuple[Tensor, ...]:

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..errors import QScopeError
+from .records import Chunk
+
 
 @dataclass
 class CorpusReport:
@@ -161,13 +164,44 @@ def _text_pieces(text: str, max_chars: int) -> Iterator[str]:
         i = j
 
 
+_MISSING = object()
+
+
+def corpus_length(corpus: Any) -> int | None:
+    """How many documents ``corpus`` holds when that is known without reading it (lists, Series, DataFrames,
+    datasets), else None (files, generators)."""
+    if isinstance(corpus, (str, bytes, os.PathLike)):
+        return None if not isinstance(corpus, bytes) and _is_file(corpus) else 1
+    try:
+        return len(corpus)
+    except TypeError:
+        return None
+
+
+def is_one_shot(corpus: Any) -> bool:
+    """True for an iterator (a generator, ``iter(list)``, a file handle): it can be read only once."""
+    return isinstance(corpus, Iterator)
+
+
+def _is_file(corpus: Any) -> bool:
+    return len(str(corpus)) < 4096 and Path(corpus).is_file()
+
+
 def chunk_documents(tokenizer: Any, corpus: Any, *, chunk_len: int, report: CorpusReport,
                     text_column: str = "text", groups: Iterable[Any] | None = None, split: str = "line",
-                    max_chars: int = 1_000_000) -> Iterator[tuple[int, int, list[int], Any]]:
-    """Yield ``(doc_index, start_token, token_ids, group)`` chunks of at most ``chunk_len`` tokens."""
+                    max_chars: int = 1_000_000) -> Iterator[Chunk]:
+    """Yield :class:`Chunk` s (document index, start token, token ids, group) of at most ``chunk_len`` tokens.
+
+    ``groups``: one label per document; a corpus with more documents than labels is refused at the first
+    document without one."""
     group_iter = iter(groups) if groups is not None else None
     for i, raw in enumerate(iter_documents(corpus, text_column=text_column, split=split)):
-        group = next(group_iter) if group_iter is not None else None
+        group = None
+        if group_iter is not None:
+            group = next(group_iter, _MISSING)
+            if group is _MISSING:
+                raise QScopeError(f"groups has {i} labels but the corpus has more documents (document {i} has no "
+                                  "group): give one group per document")
         report.documents += 1
         text = to_text(raw, report, i)
         if text is None:
@@ -176,7 +210,7 @@ def chunk_documents(tokenizer: Any, corpus: Any, *, chunk_len: int, report: Corp
         for piece in _text_pieces(text, max_chars):
             ids = tokenizer(piece, add_special_tokens=False)["input_ids"]
             for start in range(0, len(ids), chunk_len):
-                yield i, offset + start, ids[start:start + chunk_len], group
+                yield Chunk(i, offset + start, ids[start:start + chunk_len], group)
             offset += len(ids)
         if offset == 0:
             report.empty_skipped += 1

@@ -28,10 +28,10 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict
         data = index.feature(layer, feature)
         data["indexed"] = True
     else:
-        from ..index.builder import _vocab_strings
+        from ..index.vocab import vocab_strings
         from ..index.labels import decoder_logit_tokens
 
-        prom, supp = decoder_logit_tokens(scope, layer, _vocab_strings(scope), n=10, features=[feature])
+        prom, supp = decoder_logit_tokens(scope, layer, vocab_strings(scope), n=10, features=[feature])
         data = {"layer": layer, "feature": feature, "label": "", "explanation": "", "density": None, "count": 0,
                 "mean_activation": None, "max_activation": None, "quantiles": {}, "hist": {"edges": [], "counts": []},
                 "top_tokens": [], "promoted": prom[0], "suppressed": supp[0], "groups": {}, "contexts": [],
