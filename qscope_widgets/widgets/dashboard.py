@@ -14,6 +14,7 @@ import anywidget
 import traitlets as t
 
 from ..errors import QScopeError
+from ..export.mixin import StaticExport
 from . import assets
 from .explorer import ScopeWidget, _error_text, latest_explorer
 
@@ -40,7 +41,7 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict
     return data
 
 
-class FeatureDashboard(anywidget.AnyWidget):
+class FeatureDashboard(StaticExport, anywidget.AnyWidget):
     """``scope.feature(layer, id)``: everything known about one feature, with a button to steer it."""
 
     _esm = assets.esm()

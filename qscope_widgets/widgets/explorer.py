@@ -23,6 +23,7 @@ import anywidget
 import traitlets as t
 
 from ..errors import QScopeError
+from ..export.mixin import StaticExport
 from ..generation import Generation
 from ..hooks import RunCancelled
 from ..steering import Mode, Steering, SteeringEdit
@@ -45,7 +46,7 @@ def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}"
 
 
-class ScopeWidget(anywidget.AnyWidget):
+class ScopeWidget(StaticExport, anywidget.AnyWidget):
     """Shared state and behaviour of the explorer and its components (see the module docstring)."""
 
     _esm = assets.esm()
