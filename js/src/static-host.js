@@ -107,6 +107,8 @@ export class StaticModel {
     /** every note shown, for tests */
     /** @type {string[]} */
     this.notes = [];
+    /** @type {Promise<void> | null} */
+    this.answering = null;
   }
 
   /** @param {string} name */
@@ -184,8 +186,22 @@ export class StaticModel {
     if (changed.length) this.emit("change");
   }
 
-  /** Answer the pending changes from the saved data, or put them back and say why. */
+  /**
+   * Answer the pending changes from the saved data, or put them back and say why. Asynchronous, as the kernel's
+   * answer is: a view that updates itself right after `save_changes()` must not overwrite the answer.
+   * @returns {Promise<void>}
+   */
   save_changes() {
+    if (!this.answering) {
+      this.answering = Promise.resolve().then(() => {
+        this.answering = null;
+        this.answer();
+      });
+    }
+    return this.answering;
+  }
+
+  answer() {
     const dirty = [...this.dirty];
     this.dirty.clear();
     if (!dirty.length) return;

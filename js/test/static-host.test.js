@@ -33,17 +33,17 @@ describe("static host model", () => {
     expect(v.b).toBe(2);
   });
 
-  it("answers a saved layer and token from the variants, bumping the seq counters once", () => {
+  it("answers a saved layer and token from the variants, bumping the seq counters once", async () => {
     const m = new StaticModel(snap());
     /** @type {string[]} */
     const events = [];
     m.on("change:values", () => events.push("values"));
     m.on("change:result_seq", () => events.push(`seq ${m.get("result_seq")} ${m.get("title")}`));
     m.set("selected_token", 1);
-    m.save_changes();
+    await m.save_changes();
     expect(m.get("title")).toBe("L3 t1");
     m.set("layer", 5);
-    m.save_changes();
+    await m.save_changes();
     expect(m.get("selected_token")).toBe(-1); // the reset Python's observer would do
     expect(m.get("title")).toBe("L5 all");
     expect(floats(m.get("values"))).toEqual([7, 8]);
@@ -52,27 +52,27 @@ describe("static host model", () => {
     expect(m.notes).toEqual([]);
   });
 
-  it("puts back a layer that was not saved and says which are", () => {
+  it("puts back a layer that was not saved and says which are", async () => {
     const m = new StaticModel(snap());
     let seen = 0;
     m.on("change:layer", () => { seen += 1; });
     m.set("layer", 9);
-    m.save_changes();
+    await m.save_changes();
     expect(m.get("layer")).toBe(3);
     expect(seen).toBe(2); // the set, then the revert
     expect(m.notes[0]).toMatch(/layer = 9 is not in this snapshot's saved data \(saved: 3, 5\)/);
   });
 
-  it("says a new prompt or a message needs a live kernel, and keeps local toggles", () => {
+  it("says a new prompt or a message needs a live kernel, and keeps local toggles", async () => {
     const m = new StaticModel(snap());
     m.set("prompt", "new");
-    m.save_changes();
+    await m.save_changes();
     expect(m.get("prompt")).toBe("p");
     expect(m.notes.at(-1)).toMatch(/Running a new prompt needs a live kernel/);
     m.send({ type: "pin", layer: 3, feature: 1 });
     expect(m.notes.at(-1)).toMatch(/“pin” needs a live kernel/);
     m.set("diff", true);
-    m.save_changes();
+    await m.save_changes();
     expect(m.get("diff")).toBe(true);
     expect(m.notes.length).toBe(2);
   });
@@ -97,6 +97,7 @@ describe("static host model", () => {
     expect(el.querySelector("[data-qscope='static-note']")?.textContent).toContain("saved");
     expect(el.querySelector("[data-qscope='feature-dashboard']")).not.toBeNull();
     /** @type {HTMLElement} */ (el.querySelector("[data-qscope='pin']")).click();
+    await Promise.resolve();
     expect(model.notes[0]).toMatch(/needs a live kernel/);
     expect(/** @type {HTMLElement} */ (el.querySelector("[data-qscope='kernel-note']")).hidden).toBe(false);
     dispose();
