@@ -269,3 +269,30 @@ def test_notebook_with_saved_widget_state_converts_offline_with_our_command(tmp_
     subprocess.run([sys.executable, "-m", "qscope_widgets.export", str(src), "-o", str(html)], check=True, env=ENV,
                    capture_output=True, timeout=300)
     check_notebook_page(browser, html, demo, "export-notebook-offline.png")
+
+
+def test_untrusted_saved_notebook_in_jupyterlab_shows_the_snapshot_not_an_error(tmp_path, browser, demo):
+    """A notebook someone else saved (not trusted here, no widget state: JupyterLab's default) re-opened in
+    JupyterLab 4: the widget output falls back to the sanitised static snapshot, with its colours."""
+    import shutil
+
+    from jupyterlab_harness import jupyterlab
+
+    (tmp_path / "nb").mkdir()
+    src = executed_notebook(tmp_path / "nb", store_widget_state=False)
+    with jupyterlab(tmp_path / "lab", []) as lab:
+        shutil.copy(src, lab.root / src.name)  # copied, not `jupyter trust`ed: untrusted, as a download is
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        try:
+            page.goto(f"{lab.url}/lab/tree/{src.name}")
+            snap = page.locator(".jp-OutputArea-output .qscope-static").first
+            snap.wait_for(timeout=90_000)
+            assert "qscope explorer" in snap.inner_text()
+            assert page.locator("text=Error displaying widget").count() == 0
+            tokens = snap.locator(".qscope-token")
+            assert tokens.count() == len(demo.run(PROMPT).tokens)
+            fills = tokens.evaluate_all("els => els.map(e => getComputedStyle(e).backgroundColor)")
+            assert any(f not in ("rgba(0, 0, 0, 0)", "transparent") for f in fills), "the sanitiser dropped the colours"
+            page.screenshot(path=str(ARTIFACTS / "export-untrusted-jupyterlab.png"), full_page=True)
+        finally:
+            page.close()
