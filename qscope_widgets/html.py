@@ -227,3 +227,35 @@ def scores_html(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
         strip = legend(lo, hi, "per token", diverging) + token_strip(tokens, vals, lo=lo, hi=hi, diverging=diverging)
     formatted = ([fmt(v) if isinstance(v, float) else v for v in row] for row in rows)
     return box(title, strip + table(columns, formatted))
+
+
+def attribution_html(attr: Any, n_nodes: int = 15) -> str:
+    """An attribution result as static HTML: the prompt coloured by each position's total attribution (signed,
+    blue = pushes the target down, orange = up), then the strongest nodes by ``|attribution|``.
+
+    Duck-typed on :class:`qscope_widgets.attribution.Attribution` (``tokens``, ``position``, ``target``,
+    ``metric``, ``method``, ``to_dataframe()`` with ``position``/``attribution`` columns) so this core module
+    needs no import from the analysis layer; ``Attribution._repr_html_`` can return ``attribution_html(self)``.
+    """
+    df = attr.to_dataframe()
+    tokens = list(attr.tokens)
+    per_pos = [0.0] * len(tokens)
+    for p, a in zip(df["position"], df["attribution"]):
+        if 0 <= int(p) < len(per_pos) and math.isfinite(float(a)):
+            per_pos[int(p)] += float(a)
+    m = scale_max(per_pos, skip_first=False)
+    titles = [f"#{i} {t!r} · total attribution {fmt(v)}" for i, (t, v) in enumerate(zip(tokens, per_pos))]
+    top = df.reindex(df["attribution"].abs().sort_values(ascending=False).index).head(n_nodes)
+    cols = [c for c in ("layer", "position", "token", "feature", "label", "activation", "attribution", "kind")
+            if c in top.columns]
+    rows = [[fmt(v) if isinstance(v, float) else (visible_text(v) if c == "token" else v)
+             for c, v in zip(cols, r)] for r in top[cols].itertuples(index=False)]
+    target = getattr(getattr(attr, "target", None), "description", "")
+    head = (f'<div style="color:#555">target {esc(target)} at position {int(attr.position)} · metric '
+            f'{fmt(getattr(attr, "metric", None))} · method {esc(getattr(attr, "method", ""))}</div>')
+    body = (head + legend(-m, m, "total attribution per position", diverging=True)
+            + token_strip(tokens, per_pos, lo=-m, hi=m, diverging=True, titles=titles,
+                          attrs='data-qscope="static-attribution"')
+            + f'<div style="color:#555;margin-top:6px">top {len(rows)} nodes by |attribution|</div>'
+            + table(cols, rows, attrs='data-qscope="static-nodes"'))
+    return box(f"Attribution: {len(df)} nodes", body)

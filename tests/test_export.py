@@ -203,3 +203,34 @@ def test_html_colours_match_the_widget_scale():
     assert cell_color(0.01, 0.0, 1.0)[1] == "#000"
     assert cell_color(-1.0, -1.0, 1.0, diverging=True)[0] == "rgb(33,102,172)"
     assert cell_color(0.01, -1.0, 1.0, diverging=True) is None  # |t| < 2% is unfilled, as in the widget
+
+
+def test_attribution_html_sums_each_positions_attribution():
+    """The renderer the Attribution result's _repr_html_ calls (duck-typed: the analysis layer sits above core)."""
+    import pandas as pd
+
+    from qscope_widgets.html import attribution_html
+
+    class Result:  # the fields attribution_html reads, as qscope_widgets.attribution.Attribution has them
+        tokens = ["The", " cat", " sat"]
+        position = 2
+        metric = 1.5
+        method = "grad_x_act"
+
+        class target:
+            description = "logit of ' on'"
+
+        @staticmethod
+        def to_dataframe():
+            return pd.DataFrame({"layer": [1, 1, 2, 2], "position": [0, 1, 1, 2], "token": ["The", " cat", " cat", " sat"],
+                                 "feature": [4, 5, -1, 7], "label": ["", "", "reconstruction error", ""],
+                                 "activation": [1.0, 2.0, 0.5, 3.0], "attribution": [0.25, -1.0, 0.5, 2.0],
+                                 "kind": ["feature", "feature", "error", "feature"]})
+
+    page = attribution_html(Result())
+    strip = page.split('data-qscope="static-attribution"')[1]
+    assert [float(v) for v in re.findall(r'data-value="([^"]+)"', strip)[:3]] == [0.25, -0.5, 2.0]
+    nodes = page.split('data-qscope="static-nodes"')[1].split("</table>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in nodes.split("<tr>")[2:]]
+    assert [r[6] for r in rows] == ["2", "-1", "0.5", "0.25"]  # the attribution column, by |attribution|
+    assert "<script" not in page
