@@ -118,7 +118,7 @@ def token_strip(tokens: Sequence[str], values: Sequence[float], *, lo: float = 0
         style = f"background:{c[0]};color:{c[1]};" if c else ""
         title = titles[i] if titles is not None and i < len(titles) else f"#{i} {fmt(v)}"
         spans.append(f'<span class="qscope-token" data-index="{i}" data-value="{_value_attr(v)}" '
-                     f'title="{esc(title)}" style="{style}padding:1px 1px;border-radius:2px;white-space:pre">'
+                     f'title="{esc(title)}" style="{style}padding:0 1px;white-space:pre">'
                      f'{visible_token(tok)}</span>' + ("<br>" if str(tok).endswith("\n") else ""))
     more = (f'<div style="color:#777">… {len(tokens) - MAX_TOKENS} more tokens not shown</div>'
             if len(tokens) > MAX_TOKENS else "")
@@ -133,10 +133,14 @@ def legend(lo: float, hi: float, caption: str, diverging: bool = False) -> str:
             f'background:linear-gradient(to right,{stops})"></span><span>{fmt(hi)}</span></div>')
 
 
+MATRIX_TOKENS = 128  # columns of a features x tokens heatmap (the token strip goes to MAX_TOKENS)
+
+
 def feature_matrix(tokens: Sequence[str], rows: Sequence[tuple[str, Sequence[float]]], *, lo: float = 0.0,
                    hi: float | None = None, diverging: bool = False, attrs: str = "") -> str:
-    """A heatmap table: one row per (label, values over tokens), one column per token."""
-    n = min(len(tokens), MAX_TOKENS)
+    """A heatmap table: one row per (label, values over tokens), one column per token. Unlit cells carry only
+    their value, so a long prompt stays a few bytes per cell."""
+    n = min(len(tokens), MATRIX_TOKENS)
     hi = hi if hi is not None else scale_max([v for _, vals in rows for v in list(vals)[1:n]] or [1.0], skip_first=False)
     head = "".join(f'<th style="{MONO};font-weight:normal;padding:1px 3px;white-space:pre;color:#555" '
                    f'title="#{i}">{visible_token(t)}</th>' for i, t in enumerate(tokens[:n]))
@@ -145,14 +149,13 @@ def feature_matrix(tokens: Sequence[str], rows: Sequence[tuple[str, Sequence[flo
         cells = []
         for i, v in enumerate(list(vals)[:n]):
             c = cell_color(float(v), lo, hi, diverging)
-            style = f"background:{c[0]};color:{c[1]};" if c else ""
-            cells.append(f'<td data-row="{r}" data-position="{i}" data-value="{_value_attr(v)}" '
-                         f'title="{esc(label)} · #{i} {esc(tokens[i])!s} · {fmt(v)}" '
-                         f'style="{style}min-width:14px;height:16px;padding:0;border:1px solid #fff"></td>')
-        body.append(f'<tr><th style="text-align:left;font-weight:normal;padding:1px 6px;white-space:nowrap;'
-                    f'{MONO}">{esc(label)}</th>{"".join(cells)}</tr>')
-    return (f'<table class="qscope-static-matrix" {attrs} style="border-collapse:collapse;font-size:12px">'
-            f'<thead><tr><th></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
+            lit = f' title="{esc(label)} · #{i} · {fmt(v)}" style="background:{c[0]}"' if c else ""
+            cells.append(f'<td data-value="{_value_attr(v)}"{lit}></td>')
+        body.append(f'<tr data-row="{r}" style="height:16px"><th style="text-align:left;font-weight:normal;padding:1px 6px;'
+                    f'white-space:nowrap;{MONO}">{esc(label)}</th>{"".join(cells)}</tr>')
+    more = (f'<div style="color:#777">… {len(tokens) - n} more tokens not shown</div>' if len(tokens) > n else "")
+    return (f'<table class="qscope-static-matrix" {attrs} cellspacing="1" style="border-collapse:separate;'
+            f'font-size:12px"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>{more}')
 
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], attrs: str = "") -> str:
@@ -171,7 +174,7 @@ def box(title: str, body: str, attrs: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------------------------- results
-def trace_html(trace: Any, layers: Sequence[int] | None = None, n_features: int = 8, max_layers: int = 4) -> str:
+def trace_html(trace: Any, layers: Sequence[int] | None = None, n_features: int = 8, max_layers: int = 3) -> str:
     """A :class:`~qscope_widgets.Trace` as static HTML: per layer, the prompt coloured by each token's strongest
     feature (tooltips list its top features) and a features x tokens heatmap of the prompt's top features."""
     from .trace import Trace  # core-level; only for the type check

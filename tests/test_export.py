@@ -188,10 +188,11 @@ def test_trace_repr_html_shows_the_traces_values_without_javascript(demo):
         strip = [float(v) for v in re.findall(r'data-value="([^"]+)"', block)]
         np.testing.assert_array_equal(np.asarray(strip, np.float32), codes.values[:, 0].numpy())
         matrix = page.split(f'data-qscope="static-matrix" data-layer="{layer}"')[1].split("</table>")[0]
-        labels = re.findall(r'<tr><th[^>]*>#(\d+)</th>', matrix)
+        labels = re.findall(r'<tr data-row="\d+"[^>]*><th[^>]*>#(\d+)</th>', matrix)
         top = trace.top_features(layer, n=8, skip_first=True)
         assert [int(x) for x in labels] == [int(f) for f in top.feature]
-        first = [float(v) for v in re.findall(r'data-row="0" data-position="\d+" data-value="([^"]+)"', matrix)]
+        first_row = matrix.split('<tr data-row="0"')[1].split("</tr>")[0]
+        first = [float(v) for v in re.findall(r'data-value="([^"]+)"', first_row)]
         np.testing.assert_array_equal(np.asarray(first, np.float32), codes.activation_of(int(labels[0])).numpy())
 
 
