@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # a fresh Scope.run of the same prompt, layer and enabled edits.
 KERNEL_VIEW = """
 import json, numpy as np
-from qscope_widgets.widgets.explorer import live_widgets
+from qscope_widgets.widgets.scope_widget import live_widgets
 from qscope_widgets.widgets.view_state import edits_from_dicts
 ex = [w for w in live_widgets() if w._view == "explorer"][0]
 ex.wait()
