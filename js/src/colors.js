@@ -25,7 +25,7 @@ function interpolate(stops, t) {
   const i = Math.min(stops.length - 2, Math.floor(x));
   const f = x - i;
   const a = stops[i], b = stops[i + 1];
-  return [0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f));
+  return /** @type {RGB} */ ([0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f)));
 }
 
 /** Sequential colour for t in [0, 1]. @param {number} t @returns {RGB} */

@@ -6,7 +6,7 @@ import { h, clear } from "./dom.js";
 export function createContinuation(ctx) {
   const { model } = ctx;
   const noteEl = h("div", { class: "qscope-muted qscope-cont-note", dataset: { qscope: "continuation-note" } });
-  /** @param {string} name @param {any} value */
+  /** @param {"continuation_tokens" | "temperature" | "seed" | "stop_at_eos"} name @param {any} value */
   const send = (name, value) => ctx.safe("continuation.controls", () => { model.set(name, value); model.save_changes(); });
   const lengthIn = /** @type {HTMLInputElement} */ (h("input", {
     type: "number", min: "0", max: "512", step: "8", class: "qscope-num-input", dataset: { qscope: "continuation-tokens" },
@@ -71,8 +71,8 @@ export function createContinuation(ctx) {
       box.append(t || (c.done ? h("span", { class: "qscope-muted", text: "(empty)" }) : ""));
       if (!c.done) box.append(h("span", { class: "qscope-cursor", "aria-hidden": "true", text: "▍" }));
     };
-    fill(contBase, c.baseline);
-    fill(contSteer, c.steered);
+    fill(contBase, c.baseline ?? "");
+    fill(contSteer, c.steered ?? "");
     noteEl.textContent = fresh && c.note ? String(c.note) : "";
     syncControls();
   }

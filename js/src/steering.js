@@ -20,6 +20,23 @@ export function niceStep(lo, hi) {
   return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
 }
 
+/** A Python literal: numbers as written, strings JSON-quoted (valid Python for these). @param {any} x */
+const py = (x) => (typeof x === "string" ? JSON.stringify(x) : String(x));
+
+/**
+ * The enabled edits as Python that reproduces the steered run ("copy as code").
+ * @param {import("./context.js").Model} model @returns {string}
+ */
+export function steeringCode(model) {
+  const edits = /** @type {any[]} */ (model.get("edits") || []).filter((e) => e.enabled !== false);
+  const where = String(model.get("steer_positions") || "all");
+  const sel = Number(model.get("selected_token") ?? -1);
+  const pos = where === "generated" ? ', positions="generated"' : where === "selected" && sel >= 0 ? `, positions=[${sel}]` : "";
+  const lines = edits.map((e) => `    SteeringEdit(layer=${Number(e.layer)}, feature=${Number(e.feature)}, strength=${Number(e.strength)}, mode=${py(String(e.mode || "add"))}${pos}),`);
+  return ["from qscope_widgets import SteeringEdit", "", "edits = [", ...lines, "]",
+    `trace = scope.run(${py(String(model.get("prompt") ?? ""))}, steering=edits)`, ""].join("\n");
+}
+
 /** @param {import("./context.js").Context} ctx */
 export function createSteering(ctx) {
   const { model } = ctx;
@@ -53,6 +70,29 @@ export function createSteering(ctx) {
   const patchOne = (k, patch) => { frame.cancel(); commit((list) => list.map((e) => (keyOf(e) === k ? patch(e) : e))); };
 
   const editsEl = h("div", { class: "qscope-edits", dataset: { qscope: "edits" } });
+
+  // where the edits apply, and "copy as code"
+  const POSITION_TEXT = /** @type {Record<string, string>} */ ({ all: "all tokens", selected: "selected token", generated: "generated only" });
+  const positions = /** @type {HTMLSelectElement} */ (h("select", {
+    class: "qscope-select", dataset: { qscope: "steer-positions" }, "aria-label": "where the edits apply",
+    onchange: () => ctx.safe("steering.positions", () => { model.set("steer_positions", positions.value); model.save_changes(); }),
+  }, STEER_POSITIONS.map((p) => h("option", { value: p, text: POSITION_TEXT[p] || p }))));
+  const codeEl = /** @type {HTMLElement} */ (h("pre", { class: "qscope-code", dataset: { qscope: "code" }, hidden: true }));
+  const copy = h("button", {
+    type: "button", class: "qscope-btn", dataset: { qscope: "copy-code" }, title: "the current edits as Python (copied to the clipboard)",
+    onclick: () => ctx.safe("steering.copy", () => {
+      const text = steeringCode(model);
+      codeEl.textContent = text;
+      codeEl.hidden = false;
+      globalThis.navigator?.clipboard?.writeText(text).catch(() => {});
+    }),
+  }, ["copy as code"]);
+  const toolbar = h("div", { class: "qscope-edit-controls qscope-steer-toolbar" }, [
+    h("label", { class: "qscope-inline" }, ["apply to ", positions]), copy,
+  ]);
+  const syncPositions = () => { positions.value = String(model.get("steer_positions") || "all"); };
+  ctx.on("change:steer_positions", "steering.positions", syncPositions);
+  syncPositions();
   const emptyEl = h("div", { class: "qscope-muted qscope-empty", text: "No steering edits. Pin a feature from the sidebar to steer with it." });
 
   /** @param {any} e */
@@ -155,7 +195,7 @@ export function createSteering(ctx) {
   }
 
   const el = h("div", { class: "qscope-steering", dataset: { qscope: "steering" } }, [
-    h("div", { class: "qscope-edits-wrap" }, [h("div", { class: "qscope-section-title", text: "steering" }), emptyEl, editsEl]),
+    h("div", { class: "qscope-edits-wrap" }, [h("div", { class: "qscope-section-title", text: "steering" }), emptyEl, editsEl, toolbar, codeEl]),
   ]);
 
   ctx.on("change:edits", "steering.edits", () => updateAll());
