@@ -177,9 +177,7 @@ def box(title: str, body: str, attrs: str = "") -> str:
 def trace_html(trace: Any, layers: Sequence[int] | None = None, n_features: int = 8, max_layers: int = 3) -> str:
     """A :class:`~qscope_widgets.Trace` as static HTML: per layer, the prompt coloured by each token's strongest
     feature (tooltips list its top features) and a features x tokens heatmap of the prompt's top features."""
-    from .trace import Trace  # core-level; only for the type check
-
-    if not isinstance(trace, Trace):
+    if not hasattr(trace, "layers") or not hasattr(trace, "top_features"):
         raise TypeError(f"trace_html needs a Trace, got {type(trace).__name__}")
     chosen = sorted(trace.layers) if layers is None else list(layers)
     shown, cut = chosen[:max_layers], chosen[max_layers:]

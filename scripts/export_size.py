@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from qscope_widgets import Scope
-from qscope_widgets.export import snapshot_of
+from qscope_widgets.widgets.export import snapshot_of
 
 SHORT = "In the beginning God created the heaven and the earth."
 LONG = ("And God said, Let there be light: and there was light. And God saw the light, that it was good: and God "

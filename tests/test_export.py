@@ -64,7 +64,7 @@ def live(ex, **inputs):
 
 
 def test_snapshot_reproduces_the_live_explorer_for_every_saved_layer_token_and_feature(demo, explorer):
-    from qscope_widgets.export import snapshot_of
+    from qscope_widgets.widgets.export import snapshot_of
 
     layers = [demo.sae_layers[0], explorer.layer]
     snap = snapshot_of(explorer, layers=layers)
@@ -91,17 +91,17 @@ def test_snapshot_reproduces_the_live_explorer_for_every_saved_layer_token_and_f
 
 
 def test_snapshot_keeps_only_the_saved_layers_codes(demo, explorer):
-    from qscope_widgets.export import snapshot_of
+    from qscope_widgets.widgets.export import snapshot_of
 
     snap = snapshot_of(explorer)
-    coded = {v.key["layer"] for v in snap.variants if "codes_ids" in v.state}
-    assert coded == {explorer.layer}
+    coded = [v for v in snap.variants if "codes_ids" in v.state]
+    assert len(coded) == 1 and "layer" not in coded[0].key  # one saved layer: its codes, saved once
     snap2 = snapshot_of(explorer, layers=[demo.sae_layers[0]])
     assert {v.key["layer"] for v in snap2.variants if "codes_ids" in v.state} == {demo.sae_layers[0], explorer.layer}
 
 
 def test_heatmap_values_in_the_snapshot_equal_the_trace(demo, explorer):
-    from qscope_widgets.export import snapshot_of
+    from qscope_widgets.widgets.export import snapshot_of
 
     layer = demo.sae_layers[0]
     snap = snapshot_of(explorer, layers=[layer])
@@ -168,7 +168,7 @@ def test_bad_export_arguments_raise_errors_that_name_them(tmp_path, demo, explor
 
 
 def test_several_widgets_in_one_page(tmp_path, demo, explorer):
-    from qscope_widgets.export import to_html
+    from qscope_widgets.widgets.export import to_html
 
     dash = demo.feature(explorer.layer, 3)
     try:

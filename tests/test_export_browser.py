@@ -266,7 +266,7 @@ def test_notebook_with_saved_widget_state_converts_offline_with_our_command(tmp_
     src = executed_notebook(tmp_path, store_widget_state=True)
     assert nbformat.read(src, as_version=4).metadata.get("widgets"), "nbconvert did not save the widget state"
     html = tmp_path / "shared.html"
-    subprocess.run([sys.executable, "-m", "qscope_widgets.export", str(src), "-o", str(html)], check=True, env=ENV,
+    subprocess.run([sys.executable, "-m", "qscope_widgets.widgets.export", str(src), "-o", str(html)], check=True, env=ENV,
                    capture_output=True, timeout=300)
     check_notebook_page(browser, html, demo, "export-notebook-offline.png")
 

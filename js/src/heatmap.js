@@ -5,11 +5,7 @@ import { cellColor, gradient } from "./colors.js";
 import { h, clear, visibleToken, fmt } from "./dom.js";
 import { knownLabels } from "./labels.js";
 
-const COLOR_BY = [
-  ["strongest", "strongest feature"],
-  ["feature", "selected feature"],
-  ["error", "reconstruction error"],
-];
+import { COLOR_BY, COLOR_BY_LABELS } from "./constants.js";
 
 /** @param {import("./context.js").Context} ctx */
 export function createHeatmap(ctx) {
@@ -31,6 +27,8 @@ export function createHeatmap(ctx) {
   /** @type {HTMLElement[]} */
   let spans = [];
   let focusIndex = 0;
+  /** @type {string[]} the tokens the spans were built for */
+  let prevTokens = [];
 
   const colorSelect = /** @type {HTMLSelectElement} */ (h("select", {
     class: "qscope-select", dataset: { qscope: "color-by" }, "aria-label": "colour tokens by",
@@ -38,7 +36,7 @@ export function createHeatmap(ctx) {
       model.set("color_by", colorSelect.value);
       model.save_changes();
     }),
-  }, COLOR_BY.map(([v, text]) => h("option", { value: v, text }))));
+  }, COLOR_BY.map((v) => h("option", { value: v, text: COLOR_BY_LABELS[v] || v }))));
   const diffBox = /** @type {HTMLInputElement} */ (h("input", {
     type: "checkbox", dataset: { qscope: "diff" },
     onchange: () => ctx.safe("heatmap.diff", () => {
@@ -83,7 +81,7 @@ export function createHeatmap(ctx) {
   }
 
   function caption() {
-    if (diffMode()) return "steered − baseline";
+    if (diffMode()) return String(model.get("diff_caption") || "steered − baseline");
     if (snap.colorBy === "feature") {
       if (snap.feature < 0) return "feature activation (select a feature)";
       const label = knownLabels(model, snap.layer).get(snap.feature);
@@ -194,17 +192,25 @@ export function createHeatmap(ctx) {
       layer: Number(model.get("layer") ?? 0),
     };
     hideTooltip();
-    clear(tokensEl);
-    spans = tokens.map((tok, i) => {
-      const { node, newline } = visibleToken(tok);
-      const span = h("span", {
-        class: "qscope-token", role: "option", tabindex: "-1", dataset: { index: i },
-      }, [node]);
-      tokensEl.append(span);
-      if (newline) tokensEl.append(h("br"));
-      return span;
-    });
-    if (!tokens.length) tokensEl.append(h("span", { class: "qscope-muted", text: "no tokens yet" }));
+    const sameTokens = tokens.length === spans.length && tokens.length > 0 && tokens.every((tok, i) => tok === prevTokens[i]);
+    if (!sameTokens) {  // a view-only change keeps the spans (and the keyboard focus on them)
+      const hadFocus = tokensEl.contains(document.activeElement);
+      clear(tokensEl);
+      spans = tokens.map((tok, i) => {
+        const { node } = visibleToken(tok, { breaks: true });
+        const span = h("span", {
+          class: "qscope-token", role: "option", tabindex: "-1", dataset: { index: i },
+        }, [node]);
+        tokensEl.append(span);
+        return span;
+      });
+      if (!tokens.length) tokensEl.append(h("span", { class: "qscope-muted", text: "no tokens yet" }));
+      if (hadFocus && spans.length) {
+        focusIndex = Math.min(focusIndex, spans.length - 1);
+        spans[focusIndex].focus({ preventScroll: true });
+      }
+    }
+    prevTokens = tokens;
     colorSelect.value = snap.colorBy;
     paint();
     markSelection();

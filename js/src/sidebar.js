@@ -114,6 +114,11 @@ export function createSidebar(ctx) {
     clear(results);
     if (!q) { results.hidden = true; return; }
     results.hidden = false;
+    const err = String(model.get("search_error") || "");
+    if (err) {  // said by the search box, not only in the status line
+      results.append(h("div", { class: "qscope-error qscope-search-error", dataset: { qscope: "search-error" }, role: "alert", text: err }));
+      return;
+    }
     if (!rows.length) {
       results.append(h("div", { class: "qscope-muted", text: `no features match “${q}”` }));
       return;
@@ -128,7 +133,7 @@ export function createSidebar(ctx) {
         h("span", { class: "qscope-flabel", text: r.label || "" }),
         h("span", {
           class: "qscope-muted",
-          text: `${r.activation != null ? `fires ${fmt(Number(r.activation))} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,
+          text: `${r.activation != null ? `fires ${fmt(Number(r.activation))}${r.token != null ? ` on “${String(r.token)}”` : ""} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,
         }),
       ]));
     }
@@ -144,6 +149,7 @@ export function createSidebar(ctx) {
   ctx.on("change:sidebar_title", "sidebar", () => { if (ctx.current()) title.textContent = String(model.get("sidebar_title") || ""); });
   ctx.on("change:selected_feature", "sidebar.select", markSelected);
   ctx.on("change:search_results", "sidebar.results", drawResults);
+  ctx.on("change:search_error", "sidebar.results", drawResults);
   ctx.on("change:search_query", "sidebar.results", () => { syncQuery(); drawResults(); });
   syncQuery();
   drawResults();

@@ -7,7 +7,7 @@
 // it, calls the view's own `render`, and answers a `save_changes` from the saved data when it can. What it cannot
 // answer (a new prompt, a steering edit, a search, a layer that was not saved) is put back and explained in a
 // "needs a live kernel" note: the page never pretends to compute.
-import { render } from "./index.js";
+import widget from "./index.js";
 import { h, clear } from "./dom.js";
 
 /**
@@ -266,7 +266,7 @@ export function mountSnapshot(el, snap) {
   });
   const host = h("div", { class: "qscope-static-view" });
   el.append(bar, host);
-  const dispose = render({ model, el: host });
+  const dispose = widget.render({ model, el: host });
   return { model, dispose: () => { if (timer) clearTimeout(timer); dispose(); clear(el); } };
 }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..errors import QScopeError
+from ...errors import QScopeError
 from .mixin import StaticExport
 from .snapshot import Snapshot, Variant, generic_snapshot
 
@@ -23,9 +23,8 @@ def register(accepts: Callable[[Any], bool], snapshotter: Callable[..., Snapshot
 
 
 def _builtin(widget: Any) -> Callable[..., Snapshot] | None:
-    from ..widgets.explorer import ScopeWidget
-
-    if isinstance(widget, ScopeWidget):
+    """A panel view (duck-typed on its ``panels``: this package sits below the view classes that use it)."""
+    if getattr(widget, "panels", None) and hasattr(widget, "scope"):
         from .explorer import explorer_snapshot
 
         return explorer_snapshot

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import QScopeError
+from ...errors import QScopeError
 from .snapshot import Snapshot
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+STATIC = Path(__file__).resolve().parents[2] / "static"
 HOST_JS = STATIC / "static.js"
 WIDGET_CSS = STATIC / "widget.css"
 PAGE_CSS = """

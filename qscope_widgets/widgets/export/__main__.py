@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import QScopeError
+from ...errors import QScopeError
 from .notebook import write_notebook_html
 
 

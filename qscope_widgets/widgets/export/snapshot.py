@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import QScopeError
+from ...errors import QScopeError
 
 FORMAT = 1
 # ipywidgets / anywidget bookkeeping: never part of what a view draws

@@ -12,7 +12,7 @@ import copy
 import re
 from pathlib import Path
 
-from ..errors import QScopeError
+from ...errors import QScopeError
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
