@@ -9,8 +9,8 @@ shows exactly what the live view shows for the same choice.
 Then, per output trait, the smallest set of inputs it actually varies with over those calls is found (the token
 codes vary with the layer only, the sidebar with layer and token, ...), and the trait is saved once per value of
 that set: a variant keyed by those inputs (``js/src/static-host.js`` overlays the matching ones). A panel whose
-inputs would need more than ``MAX_CALLS`` calls drops its largest input (held at "none"); what was dropped is
-listed in the page's note.
+inputs would need more than ``MAX_CALLS`` calls per layer drops its largest input (held at "none"; the layer
+chart's token x feature grid is the one that does); what was dropped is listed in the page's note.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .snapshot import Snapshot, Variant, encode, synced_state
 # ViewInputs fields that are also input traits of the same name: the choices a static page can offer
 CHOICES = ("layer", "selected_token", "selected_feature", "color_by", "diff")
 NONE_VALUE = {"selected_token": -1, "selected_feature": -1}
-MAX_CALLS = 20_000  # panel calls per panel; beyond it the largest choice is held at "none"
+MAX_CALLS = 5_000  # panel calls per panel and saved layer; beyond it the largest choice is held at "none"
 KERNEL_NOTES = {"prompt": "Running a new prompt", "edits": "Steering", "search_query": "Searching features",
                 "continuation_tokens": "Generating a continuation", "steer_positions": "Changing steered positions",
                 "temperature": "Sampling", "seed": "Sampling", "stop_at_eos": "Generating a continuation"}
@@ -149,9 +149,8 @@ def explorer_snapshot(widget: Any, layers: Sequence[int] | None = None, *, max_t
         base["layer"] = view0.layer
 
         def count(fs: list[str]) -> int:
-            per_layer = [_product(len(features[n]) if f == "selected_feature" else len(domains[f])
-                                  for f in fs if f != "layer") for n in chosen]
-            return sum(per_layer) if "layer" in fs else max(per_layer)
+            return max(_product(len(features[n]) if f == "selected_feature" else len(domains[f])
+                                for f in fs if f != "layer") for n in chosen)
 
         while count(fields) > MAX_CALLS:
             drop = max((f for f in fields if f != "layer"),
