@@ -1,5 +1,5 @@
-"""``python -m qscope_widgets.export NOTEBOOK.ipynb [-o OUT.html]``: a saved notebook as an offline HTML page
-whose widgets show their static snapshots (see :mod:`qscope_widgets.export.notebook`)."""
+"""``python -m qscope_widgets.widgets.export NOTEBOOK.ipynb [-o OUT.html]``: a saved notebook as an offline HTML page
+whose widgets show their static snapshots (see :mod:`qscope_widgets.widgets.export.notebook`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from .notebook import write_notebook_html
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m qscope_widgets.export", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m qscope_widgets.widgets.export", description=__doc__)
     ap.add_argument("notebook")
     ap.add_argument("-o", "--output", help="the HTML file (default: the notebook's name with .html)")
     ap.add_argument("--cdn", action="store_true", help="keep nbconvert's require.js and MathJax from cdnjs")

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("qscope_widgets.export")
+log = logging.getLogger("qscope_widgets.widgets.export")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
