@@ -230,3 +230,22 @@ def test_copy_as_code_reproduces_the_steered_trace(demo):
     ns = {"scope": demo}
     exec(code, ns)
     assert ns["trace"].layers[3].values.tolist() == demo.run(PROMPT, steering=list(ex.steering)).layers[3].values.tolist()
+
+
+@pytest.mark.parametrize("color_by, feature", [("feature", 2360), ("feature", 5), ("strongest", -1), ("error", -1)])
+def test_the_page_can_recompute_token_values_from_the_shipped_codes(demo, color_by, feature):
+    """What js/src/heatmap.js localValues does (a feature's value where it is among a token's top k, else 0;
+    the first code for 'strongest'; recon_error for 'error') equals the kernel's token_values bit for bit."""
+    ex = Explorer(demo, PROMPT, layer=3)
+    front_end_sets(ex, selected_feature=feature, color_by=color_by)
+    ex.wait()
+    n, k = len(ex.tokens), ex.k
+    ids = np.frombuffer(ex.codes_ids, "<i4").reshape(n, k)
+    vals = np.frombuffer(ex.codes_values, "<f4").reshape(n, k)
+    if color_by == "error":
+        local = np.frombuffer(ex.recon_error, "<f4")
+    elif feature >= 0:
+        local = np.array([v[i == feature][0] if (i == feature).any() else 0.0 for i, v in zip(ids, vals)], "<f4")
+    else:
+        local = vals[:, 0]
+    np.testing.assert_array_equal(local, np.frombuffer(ex.token_values, "<f4"))

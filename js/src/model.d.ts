@@ -44,6 +44,7 @@ export interface Traits {
   codes_ids: Binary;
   codes_values: Binary;
   token_values: Binary;
+  recon_error: Binary;
   diff_values: Binary;
   value_range: number[];
   diff_caption: string;

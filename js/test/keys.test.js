@@ -99,3 +99,25 @@ describe("first-use defects in the front end", () => {
     expect($("[data-qscope='search-error']").textContent).toContain("no index");
   });
 });
+
+describe("view-only changes repaint in the page at once", () => {
+  it("colour-by and a selected feature repaint from the shipped codes before the kernel answers", async () => {
+    const model = new FakeModel(explorerState({ _view: "heatmap", recon_error: f32([0.5, 0.25, 0.125, 1]) }));
+    const { $, $$ } = await mount(model);
+    const values = () => $$("span.qscope-token").map((t) => Number(t.dataset.value));
+    const paints = Number($("[data-qscope='heatmap']").dataset.paints);
+    const select = $("select[data-qscope='color-by']");
+    select.value = "error";
+    select.dispatchEvent(new Event("change"));
+    expect(values()).toEqual([0.5, 0.25, 0.125, 1]);
+    expect(Number($("[data-qscope='heatmap']").dataset.paints)).toBe(paints + 1);
+    model.set("selected_feature", 5);  // token 0 has feature 5 at 2.5, token 1 at 0.1, token 2 at 1 (codes)
+    select.value = "feature";
+    select.dispatchEvent(new Event("change"));
+    expect(values()).toEqual([2.5, Math.fround(0.1), 1, 0]);
+    select.value = "strongest";
+    select.dispatchEvent(new Event("change"));
+    expect(values()).toEqual([2.5, Math.fround(0.1), 4, Math.fround(0.3)]);  // each token's first code
+    expect(model.get("result_seq")).toBe(1);  // all of it without a kernel result
+  });
+});

@@ -199,6 +199,7 @@ def diff_values(steered: LayerCodes, baseline: LayerCodes, view: ViewInputs) -> 
        outputs={"tokens": lambda: t.List(t.Unicode()), "k": lambda: t.Int(0),
                 "codes_ids": lambda: t.Bytes(b""), "codes_values": lambda: t.Bytes(b""),
                 "token_values": lambda: t.Bytes(b""), "diff_values": lambda: t.Bytes(b""),
+                "recon_error": lambda: t.Bytes(b""),
                 "value_range": lambda: t.List(t.Float(), default_value=[0.0, 1.0]),
                 "diff_caption": lambda: t.Unicode("")})
 def heatmap_panel(p: PanelInput) -> dict[str, Any]:
@@ -219,6 +220,7 @@ def heatmap_panel(p: PanelInput) -> dict[str, Any]:
         "codes_ids": i32(to_numpy(codes.ids)),
         "codes_values": f32(to_numpy(codes.values)),
         "token_values": f32(values),
+        "recon_error": f32(to_numpy(codes.recon_error)),
         "diff_values": diff_b,
         "value_range": diff_range if (p.view.diff and p.steered) else [0.0, _scale_max(values)],
         "diff_caption": caption,
