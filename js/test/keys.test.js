@@ -121,3 +121,14 @@ describe("view-only changes repaint in the page at once", () => {
     expect(model.get("result_seq")).toBe(1);  // all of it without a kernel result
   });
 });
+
+describe("saved widget state from before `_panels`", () => {
+  it("an explorer without `_panels` draws its default panels", async () => {
+    const state = explorerState();
+    delete (/** @type {any} */ (state))._panels;
+    const { $ } = await mount(new FakeModel(state));
+    for (const p of ["heatmap", "sidebar", "layers", "steering", "next-tokens", "continuation"]) {
+      expect($(`[data-qscope='${p}']`)).not.toBeNull();
+    }
+  });
+});

@@ -411,15 +411,14 @@ class ScopeWidget(anywidget.AnyWidget, metaclass=_ViewMeta):
             return
         if job.seq <= self.result_seq:
             return  # never draw an older result over a newer one
-        with self._publishing(), self.hold_sync():
+        with self._status_lock, self._publishing(), self.hold_sync():  # one message: outputs, seq and status
             for name, value in result.outputs.items():
                 setattr(self, name, value)
             if self.has_trait("continuation") and not result.request.continuation.tokens:
                 self.continuation = {}
             self.result_seq = job.seq
-        self._result = result
-        self._shown.update(result.keys)
-        with self._status_lock:
+            self._result = result
+            self._shown.update(result.keys)
             self.status = {**self.status, "busy": self._scheduler.latest_seq > job.seq, "stage": "",
                            "latency_ms": latency, "error": "", "done_seq": job.seq,
                            "forward": result.forward, "panels": sorted(result.keys)}
