@@ -249,3 +249,20 @@ def test_the_page_can_recompute_token_values_from_the_shipped_codes(demo, color_
     else:
         local = vals[:, 0]
     np.testing.assert_array_equal(local, np.frombuffer(ex.token_values, "<f4"))
+
+
+def test_steering_the_selected_token_only_changes_that_position_onwards(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    ex.pin(3, 2360, strength=40.0)
+    ex.selected_token = 5
+    ex.steer_positions = "selected"
+    ex.wait()
+    from qscope_widgets import SteeringEdit
+
+    want = demo.run(PROMPT, layers=[3], steering=[SteeringEdit(3, 2360, 40.0, positions=[5])]).layers[3]
+    np.testing.assert_array_equal(ex.trace.layers[3].values.numpy(), want.values.numpy())
+    base = demo.run(PROMPT, layers=[3]).layers[3]
+    np.testing.assert_array_equal(ex.trace.layers[3].values[:5].numpy(), base.values[:5].numpy())
+    assert "positions=[5]" in ex.steering_code()
+    with pytest.raises(QScopeError, match="steer_positions"):
+        ex.steer_positions = "everywhere"

@@ -218,7 +218,9 @@ class ScopeWidget(anywidget.AnyWidget, metaclass=_ViewMeta):
     def steering_code(self) -> str:
         """The current edits as Python you can paste into a cell ("copy as code")."""
         rows = [e for e in edits_from_dicts(self.edits) if e.enabled]
-        lines = [f"    SteeringEdit(layer={e.layer}, feature={e.feature}, strength={e.strength!r}, mode={e.mode!r}),"
+        where = steer_positions(getattr(self, "steer_positions", "all"), getattr(self, "selected_token", -1))
+        pos = "" if where is None else f", positions={where!r}"
+        lines = [f"    SteeringEdit(layer={e.layer}, feature={e.feature}, strength={e.strength!r}, mode={e.mode!r}{pos}),"
                  for e in rows]
         return ("from qscope_widgets import SteeringEdit\n\nedits = [\n" + "\n".join(lines) + "\n]\n"
                 f"trace = scope.run({self.prompt!r}, steering=edits)\n")
