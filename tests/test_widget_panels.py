@@ -266,3 +266,12 @@ def test_steering_the_selected_token_only_changes_that_position_onwards(demo):
     assert "positions=[5]" in ex.steering_code()
     with pytest.raises(QScopeError, match="steer_positions"):
         ex.steer_positions = "everywhere"
+
+
+def test_tooltips_have_a_label_for_every_feature_of_the_prompt(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    ids = set(np.frombuffer(ex.codes_ids, "<i4").tolist())
+    feats = demo.feature_index.features(3)
+    labelled = {f for f in ids if (feats.explanation[f] or feats.label[f])}
+    assert labelled and set(map(int, ex.feature_labels)) == labelled
+    assert len(ex.feature_labels) > len(ex.sidebar)  # more than the sidebar shows

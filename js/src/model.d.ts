@@ -48,6 +48,7 @@ export interface Traits {
   diff_values: Binary;
   value_range: number[];
   diff_caption: string;
+  feature_labels: Record<string, string>;
   // sidebar
   sidebar: Array<Record<string, any>>;
   sidebar_title: string;

@@ -132,3 +132,14 @@ describe("saved widget state from before `_panels`", () => {
     }
   });
 });
+
+describe("labels", () => {
+  it("the tooltip labels any feature the kernel sent a label for, not only the sidebar's", async () => {
+    const model = new FakeModel(explorerState({ _view: "heatmap", feature_labels: { 9: "nine", 7: "seven" } }));
+    const { $, $$ } = await mount(model);
+    $$("span.qscope-token")[0].dispatchEvent(new Event("mouseover", { bubbles: true }));
+    const text = $("[data-qscope='tooltip']").textContent;
+    expect(text).toContain("nine");
+    expect(text).toContain("seven");
+  });
+});

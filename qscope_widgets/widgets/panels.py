@@ -201,7 +201,7 @@ def diff_values(steered: LayerCodes, baseline: LayerCodes, view: ViewInputs) -> 
                 "token_values": lambda: t.Bytes(b""), "diff_values": lambda: t.Bytes(b""),
                 "recon_error": lambda: t.Bytes(b""),
                 "value_range": lambda: t.List(t.Float(), default_value=[0.0, 1.0]),
-                "diff_caption": lambda: t.Unicode("")})
+                "diff_caption": lambda: t.Unicode(""), "feature_labels": lambda: t.Dict()})
 def heatmap_panel(p: PanelInput) -> dict[str, Any]:
     """The prompt's tokens, each layer's top-k codes (sparse, binary), the colour values and the diff."""
     codes = p.codes
@@ -224,6 +224,7 @@ def heatmap_panel(p: PanelInput) -> dict[str, Any]:
         "diff_values": diff_b,
         "value_range": diff_range if (p.view.diff and p.steered) else [0.0, _scale_max(values)],
         "diff_caption": caption,
+        "feature_labels": p.info.labels(p.view.layer, np.unique(to_numpy(codes.ids)).tolist()),
     }
 
 
