@@ -143,3 +143,15 @@ describe("labels", () => {
     expect(text).toContain("seven");
   });
 });
+
+describe("search results", () => {
+  it("a feature found by search can be pinned", async () => {
+    const model = new FakeModel(explorerState({ _view: "sidebar", search_query: "lord",
+      search_results: [{ layer: 2, feature: 42, label: "LORD", density: 0.01, max_activation: 9 }] }));
+    const { $ } = await mount(model);
+    $("button[data-qscope='search-pin']").click();
+    expect(model.sent.at(-1)).toEqual({ type: "pin", layer: 2, feature: 42 });
+    $("button[data-qscope='search-result']").click();
+    expect(model.sent.at(-1)).toEqual({ type: "select_feature", layer: 2, feature: 42 });
+  });
+});
