@@ -275,3 +275,48 @@ def test_tooltips_have_a_label_for_every_feature_of_the_prompt(demo):
     labelled = {f for f in ids if (feats.explanation[f] or feats.label[f])}
     assert labelled and set(map(int, ex.feature_labels)) == labelled
     assert len(ex.feature_labels) > len(ex.sidebar)  # more than the sidebar shows
+
+
+def test_a_panel_with_an_input_of_its_own_is_validated_and_recomputed_only_when_it_changes(demo):
+    """What a contrast view does: a second prompt as a registered input, validated when set, read by its panel."""
+    import traitlets as t
+
+    from qscope_widgets.widgets import ScopeWidget
+    from qscope_widgets.widgets.panels import INPUT_TRAITS, INPUT_VALIDATORS, register_input
+
+    def check_other(scope, value):
+        if not isinstance(value, str) or not value.strip():
+            raise QScopeError(f"other_prompt must be non-empty text, got {value!r}")
+        return value
+
+    calls = []
+
+    def other_panel(p: PanelInput):
+        calls.append(p.inputs["other_prompt"])
+        other = p.scope.run(p.inputs["other_prompt"], layers=[p.view.layer])
+        return {"other_tokens": list(other.tokens)}
+
+    register_input("other_prompt", lambda: t.Unicode("x"), check_other)
+    register_panel(Panel("test_other", other_panel, outputs={"other_tokens": lambda: t.List(t.Unicode())},
+                         inputs=("other_prompt",), depends=("layer", "other_prompt")))
+    try:
+        class OtherView(ScopeWidget):
+            _view = t.Unicode("test_other").tag(sync=True)
+            panels = ("heatmap", "test_other")
+
+        v = OtherView(demo, PROMPT, layer=3)
+        v.other_prompt = "The LORD said"
+        v.wait()
+        assert v.other_tokens == demo.run("The LORD said", layers=[3]).tokens
+        n = len(calls)
+        front_end_sets(v, color_by="error")
+        v.wait()
+        assert len(calls) == n, "a colour-by change recomputed a panel that does not read it"
+        with pytest.raises(QScopeError, match="other_prompt"):
+            v.other_prompt = "  "
+        assert v.other_prompt == "The LORD said"
+        v.close()
+    finally:
+        PANELS.pop("test_other")
+        INPUT_TRAITS.pop("other_prompt")
+        INPUT_VALIDATORS.pop("other_prompt")
