@@ -33,6 +33,10 @@ ACT = """async ([kind, arg]) => {
   const root = document.querySelector('%s');
   const q = (sel) => root.querySelector(sel);
   const before = Number(root.dataset.resultSeq);
+  const heat = q('[data-qscope="heatmap"]');
+  const look = () => [heat.dataset.paints, (q('.qscope-token.qscope-selected') || {dataset: {}}).dataset.index].join('/');
+  const look0 = look();
+  let tFirst = null;
   const fire = (el, type) => el.dispatchEvent(new Event(type, {bubbles: true}));
   const t0 = performance.now();
   if (kind === "slider") { const el = q('%s'); el.value = String(arg); fire(el, 'input'); }
@@ -46,14 +50,18 @@ ACT = """async ([kind, arg]) => {
   else throw new Error('unknown action ' + kind);
   await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('no redraw within 30 s after ' + kind)), 30000);
-    const obs = new MutationObserver(() => {
-      if (Number(root.dataset.resultSeq) > before) { obs.disconnect(); clearTimeout(timer); resolve(); }
-    });
+    const check = () => {
+      const done = Number(root.dataset.resultSeq) > before;
+      if (tFirst === null && (done || look() !== look0)) tFirst = performance.now();
+      if (done) { obs.disconnect(); clearTimeout(timer); resolve(); }
+    };
+    const obs = new MutationObserver(check);
     obs.observe(root, {attributes: true, subtree: true});
+    check();
   });
   await new Promise(r => requestAnimationFrame(() => r()));
   const status = q('[data-qscope="status"]');
-  return [performance.now() - t0, status ? status.textContent : ''];
+  return [performance.now() - t0, status ? status.textContent : '', tFirst - t0];
 }""" % (EXPLORER, SLIDER)
 
 KINDS = ("slider", "token", "feature", "color_by", "diff", "prompt", "layer")
@@ -118,19 +126,26 @@ def main() -> None:
             for kind in kinds:
                 n_tokens = page.locator(f"{EXPLORER} .qscope-token").count()
                 page.evaluate(ACT, [kind, action_arg(kind, 0, lo, hi, n_tokens, layers, args.prompt + " warm")])
-                times, bytes_in, status = [], [], ""
+                times, firsts, bytes_in, status = [], [], [], ""
                 for i in range(1, args.moves + 1):
                     b0 = watch.ws_bytes_in
-                    ms, status = page.evaluate(ACT, [kind, action_arg(kind, i, lo, hi, n_tokens, layers, args.prompt)])
+                    ms, status, first = page.evaluate(
+                        ACT, [kind, action_arg(kind, i, lo, hi, n_tokens, layers, args.prompt)])
                     times.append(ms)
+                    firsts.append(first)
                     bytes_in.append(watch.ws_bytes_in - b0)
-                rows.append((kind, statistics.median(times), pct(times, 0.95), statistics.median(bytes_in), status))
+                rows.append((kind, statistics.median(firsts), statistics.median(times), pct(times, 0.95),
+                             statistics.median(bytes_in), status))
     print(f"action -> heatmap redrawn (browser clock, incl. the next paint); {args.moves} actions each; demo model, "
           f"layer 3, an active steering edit; continuation {args.continuation} tokens")
-    print(f"  {'action':<9} {'median ms':>10} {'p95 ms':>8} {'bytes/update':>13}  target    last status line")
-    for kind, med, p95, b, status in rows:
-        ok = "met" if med < TARGET_MS[kind] else "MISSED"
-        print(f"  {kind:<9} {med:>10.1f} {p95:>8.1f} {b:>13.0f}  <{TARGET_MS[kind]:>3} {ok:<6} {status!r}")
+    print("  first redraw = the heatmap repainted or the selection moved in the page (from the shipped codes);")
+    print("  kernel result = the kernel's result for this action drawn (incl. sidebar, next tokens, chart)")
+    print(f"  {'action':<9} {'first redraw':>12} {'kernel result':>14} {'p95':>7} {'bytes/update':>13}  target"
+          f"       last status line")
+    for kind, first, med, p95, b, status in rows:
+        ok = "met" if first < TARGET_MS[kind] else "MISSED"
+        print(f"  {kind:<9} {first:>9.1f} ms {med:>11.1f} ms {p95:>7.1f} {b:>13.0f}  <{TARGET_MS[kind]:>3} {ok:<6} "
+              f"{status!r}")
 
 
 if __name__ == "__main__":

@@ -230,3 +230,93 @@ def test_copy_as_code_reproduces_the_steered_trace(demo):
     ns = {"scope": demo}
     exec(code, ns)
     assert ns["trace"].layers[3].values.tolist() == demo.run(PROMPT, steering=list(ex.steering)).layers[3].values.tolist()
+
+
+@pytest.mark.parametrize("color_by, feature", [("feature", 2360), ("feature", 5), ("strongest", -1), ("error", -1)])
+def test_the_page_can_recompute_token_values_from_the_shipped_codes(demo, color_by, feature):
+    """What js/src/heatmap.js localValues does (a feature's value where it is among a token's top k, else 0;
+    the first code for 'strongest'; recon_error for 'error') equals the kernel's token_values bit for bit."""
+    ex = Explorer(demo, PROMPT, layer=3)
+    front_end_sets(ex, selected_feature=feature, color_by=color_by)
+    ex.wait()
+    n, k = len(ex.tokens), ex.k
+    ids = np.frombuffer(ex.codes_ids, "<i4").reshape(n, k)
+    vals = np.frombuffer(ex.codes_values, "<f4").reshape(n, k)
+    if color_by == "error":
+        local = np.frombuffer(ex.recon_error, "<f4")
+    elif feature >= 0:
+        local = np.array([v[i == feature][0] if (i == feature).any() else 0.0 for i, v in zip(ids, vals)], "<f4")
+    else:
+        local = vals[:, 0]
+    np.testing.assert_array_equal(local, np.frombuffer(ex.token_values, "<f4"))
+
+
+def test_steering_the_selected_token_only_changes_that_position_onwards(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    ex.pin(3, 2360, strength=40.0)
+    ex.selected_token = 5
+    ex.steer_positions = "selected"
+    ex.wait()
+    from qscope_widgets import SteeringEdit
+
+    want = demo.run(PROMPT, layers=[3], steering=[SteeringEdit(3, 2360, 40.0, positions=[5])]).layers[3]
+    np.testing.assert_array_equal(ex.trace.layers[3].values.numpy(), want.values.numpy())
+    base = demo.run(PROMPT, layers=[3]).layers[3]
+    np.testing.assert_array_equal(ex.trace.layers[3].values[:5].numpy(), base.values[:5].numpy())
+    assert "positions=[5]" in ex.steering_code()
+    with pytest.raises(QScopeError, match="steer_positions"):
+        ex.steer_positions = "everywhere"
+
+
+def test_tooltips_have_a_label_for_every_feature_of_the_prompt(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    ids = set(np.frombuffer(ex.codes_ids, "<i4").tolist())
+    feats = demo.feature_index.features(3)
+    labelled = {f for f in ids if (feats.explanation[f] or feats.label[f])}
+    assert labelled and set(map(int, ex.feature_labels)) == labelled
+    assert len(ex.feature_labels) > len(ex.sidebar)  # more than the sidebar shows
+
+
+def test_a_panel_with_an_input_of_its_own_is_validated_and_recomputed_only_when_it_changes(demo):
+    """What a contrast view does: a second prompt as a registered input, validated when set, read by its panel."""
+    import traitlets as t
+
+    from qscope_widgets.widgets import ScopeWidget
+    from qscope_widgets.widgets.panels import INPUT_TRAITS, INPUT_VALIDATORS, register_input
+
+    def check_other(scope, value):
+        if not isinstance(value, str) or not value.strip():
+            raise QScopeError(f"other_prompt must be non-empty text, got {value!r}")
+        return value
+
+    calls = []
+
+    def other_panel(p: PanelInput):
+        calls.append(p.inputs["other_prompt"])
+        other = p.scope.run(p.inputs["other_prompt"], layers=[p.view.layer])
+        return {"other_tokens": list(other.tokens)}
+
+    register_input("other_prompt", lambda: t.Unicode("x"), check_other)
+    register_panel(Panel("test_other", other_panel, outputs={"other_tokens": lambda: t.List(t.Unicode())},
+                         inputs=("other_prompt",), depends=("layer", "other_prompt")))
+    try:
+        class OtherView(ScopeWidget):
+            _view = t.Unicode("test_other").tag(sync=True)
+            panels = ("heatmap", "test_other")
+
+        v = OtherView(demo, PROMPT, layer=3)
+        v.other_prompt = "The LORD said"
+        v.wait()
+        assert v.other_tokens == demo.run("The LORD said", layers=[3]).tokens
+        n = len(calls)
+        front_end_sets(v, color_by="error")
+        v.wait()
+        assert len(calls) == n, "a colour-by change recomputed a panel that does not read it"
+        with pytest.raises(QScopeError, match="other_prompt"):
+            v.other_prompt = "  "
+        assert v.other_prompt == "The LORD said"
+        v.close()
+    finally:
+        PANELS.pop("test_other")
+        INPUT_TRAITS.pop("other_prompt")
+        INPUT_VALIDATORS.pop("other_prompt")

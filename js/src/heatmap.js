@@ -7,6 +7,33 @@ import { knownLabels } from "./labels.js";
 
 import { COLOR_BY, COLOR_BY_LABELS } from "./constants.js";
 
+/**
+ * What Python's `token_values` will be for this colour-by, computed from the shipped codes (null when the codes
+ * cannot say, e.g. no codes yet). A feature's activation is its value where it is among a token's top k, else 0.
+ * @param {{tokens: string[], k: number, ids: Int32Array, codes: Float32Array, recon: Float32Array<ArrayBuffer>}} s
+ * @param {string} colorBy @param {number} feature @returns {Float32Array<ArrayBuffer> | null}
+ */
+export function localValues(s, colorBy, feature) {
+  const n = s.tokens.length, k = s.k;
+  if (colorBy === "error") return s.recon.length === n ? s.recon : null;
+  if (!(k > 0) || s.ids.length < n * k || s.codes.length < n * k) return null;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    if (colorBy === "feature" && feature >= 0) {
+      for (let j = i * k; j < (i + 1) * k; j++) if (s.ids[j] === feature && s.codes[j] !== 0) { out[i] = s.codes[j]; break; }
+    } else out[i] = s.codes[i * k];
+  }
+  return out;
+}
+
+/** Python's colour-scale top: max |value| over the tokens but the first (an attention sink); 1 when that is 0.
+ * @param {Float32Array} values */
+export function scaleMax(values) {
+  let m = 0;
+  for (let i = values.length > 1 ? 1 : 0; i < values.length; i++) if (Number.isFinite(values[i])) m = Math.max(m, Math.abs(values[i]));
+  return m > 0 ? Math.fround(m) : 1;
+}
+
 /** @param {import("./context.js").Context} ctx */
 export function createHeatmap(ctx) {
   const { model } = ctx;
@@ -18,6 +45,7 @@ export function createHeatmap(ctx) {
     ids: new Int32Array(0),
     codes: new Float32Array(0),
     values: new Float32Array(0),
+    recon: new Float32Array(0),
     diffs: new Float32Array(0),
     range: /** @type {[number, number]} */ ([0, 1]),
     colorBy: "strongest",
@@ -93,6 +121,7 @@ export function createHeatmap(ctx) {
 
   /** colours, data-value attributes and the legend, from the snapshot and the diff toggle */
   function paint() {
+    el.dataset.paints = String(Number(el.dataset.paints || 0) + 1);
     const { values, range, scale } = scaleNow();
     spans.forEach((span, i) => {
       const v = i < values.length ? values[i] : NaN;
@@ -185,6 +214,7 @@ export function createHeatmap(ctx) {
       ids: toInt32(model.get("codes_ids")),
       codes: toFloat32(model.get("codes_values")),
       values: toFloat32(model.get("token_values")),
+      recon: toFloat32(model.get("recon_error")),
       diffs: toFloat32(model.get("diff_values")),
       range: [Number(range[0]), Number(range[1])],
       colorBy: String(model.get("color_by") || "strongest"),
@@ -252,9 +282,23 @@ export function createHeatmap(ctx) {
   tokensEl.addEventListener("mouseleave", hideTooltip);
   tokensEl.addEventListener("focusout", hideTooltip);
 
+  /** colour-by or the selected feature changed: repaint now from the shipped codes (the kernel's result follows
+   * with the same numbers) */
+  function repaintLocally() {
+    const colorBy = String(model.get("color_by") || "strongest");
+    const feature = Number(model.get("selected_feature") ?? -1);
+    if (Number(model.get("layer")) !== snap.layer) return;  // codes of another layer: wait for the kernel
+    const values = localValues(snap, colorBy, feature);
+    if (!values) return;
+    snap = { ...snap, values, range: [0, scaleMax(values)], colorBy, feature };
+    colorSelect.value = colorBy;
+    paint();
+  }
+
   ctx.onResult("heatmap", draw);
+  ctx.on("change:selected_feature", "heatmap.local", repaintLocally);
   ctx.on("change:selected_token", "heatmap.selection", markSelection);
   ctx.on("change:diff", "heatmap.paint", paint);
-  ctx.on("change:color_by", "heatmap.color_by", () => { colorSelect.value = String(model.get("color_by") || "strongest"); });
+  ctx.on("change:color_by", "heatmap.color_by", () => { colorSelect.value = String(model.get("color_by") || "strongest"); repaintLocally(); });
   return el;
 }

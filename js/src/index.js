@@ -10,7 +10,7 @@ import { installKeys } from "./keys.js";
 /** @typedef {(ctx: Context, root: HTMLElement) => void} ViewRenderer */
 
 /** Views with a layout of their own; every other `_view` draws its `_panels` in order. @type {Record<string, ViewRenderer>} */
-export const LAYOUTS = {
+const LAYOUTS = {
   explorer: renderExplorer,
   feature: renderDashboard,
 };

@@ -44,9 +44,11 @@ export interface Traits {
   codes_ids: Binary;
   codes_values: Binary;
   token_values: Binary;
+  recon_error: Binary;
   diff_values: Binary;
   value_range: number[];
   diff_caption: string;
+  feature_labels: Record<string, string>;
   // sidebar
   sidebar: Array<Record<string, any>>;
   sidebar_title: string;

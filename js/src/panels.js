@@ -39,8 +39,15 @@ export function createPanel(ctx, name) {
   return el;
 }
 
+/** The panels of the built-in views, for widget state saved before views listed `_panels` (old notebooks). */
+export const DEFAULT_PANELS = /** @type {Record<string, string[]>} */ ({
+  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation"],
+  heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation"],
+});
+
 /** The panel names the model declares (`_panels`), in order. @param {import("./context.js").Model} model @returns {string[]} */
 export function panelNames(model) {
   const names = model.get("_panels");
-  return Array.isArray(names) ? names.map(String) : [];
+  if (Array.isArray(names)) return names.map(String);
+  return DEFAULT_PANELS[String(model.get("_view") || "explorer")] || [];
 }

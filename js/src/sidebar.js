@@ -125,7 +125,7 @@ export function createSidebar(ctx) {
     }
     for (const r of rows) {
       const layer = Number(r.layer), feature = Number(r.feature);
-      results.append(h("button", {
+      const pick = h("button", {
         type: "button", class: "qscope-search-result", dataset: { qscope: "search-result", layer, feature },
         onclick: () => ctx.safe("sidebar.search", () => model.send({ type: "select_feature", layer, feature })),
       }, [
@@ -135,7 +135,13 @@ export function createSidebar(ctx) {
           class: "qscope-muted",
           text: `${r.activation != null ? `fires ${fmt(Number(r.activation))}${r.token != null ? ` on “${String(r.token)}”` : ""} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,
         }),
-      ]));
+      ]);
+      const pin = h("button", {
+        type: "button", class: "qscope-btn", dataset: { qscope: "search-pin", layer, feature }, title: "pin to steer",
+        "aria-label": `pin layer ${layer} feature ${feature}`,
+        onclick: () => ctx.safe("sidebar.search", () => model.send({ type: "pin", layer, feature })),
+      }, ["pin"]);
+      results.append(h("div", { class: "qscope-search-row" }, [pick, pin]));
     }
   }
 

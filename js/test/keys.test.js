@@ -99,3 +99,59 @@ describe("first-use defects in the front end", () => {
     expect($("[data-qscope='search-error']").textContent).toContain("no index");
   });
 });
+
+describe("view-only changes repaint in the page at once", () => {
+  it("colour-by and a selected feature repaint from the shipped codes before the kernel answers", async () => {
+    const model = new FakeModel(explorerState({ _view: "heatmap", recon_error: f32([0.5, 0.25, 0.125, 1]) }));
+    const { $, $$ } = await mount(model);
+    const values = () => $$("span.qscope-token").map((t) => Number(t.dataset.value));
+    const paints = Number($("[data-qscope='heatmap']").dataset.paints);
+    const select = $("select[data-qscope='color-by']");
+    select.value = "error";
+    select.dispatchEvent(new Event("change"));
+    expect(values()).toEqual([0.5, 0.25, 0.125, 1]);
+    expect(Number($("[data-qscope='heatmap']").dataset.paints)).toBe(paints + 1);
+    model.set("selected_feature", 5);  // token 0 has feature 5 at 2.5, token 1 at 0.1, token 2 at 1 (codes)
+    select.value = "feature";
+    select.dispatchEvent(new Event("change"));
+    expect(values()).toEqual([2.5, Math.fround(0.1), 1, 0]);
+    select.value = "strongest";
+    select.dispatchEvent(new Event("change"));
+    expect(values()).toEqual([2.5, Math.fround(0.1), 4, Math.fround(0.3)]);  // each token's first code
+    expect(model.get("result_seq")).toBe(1);  // all of it without a kernel result
+  });
+});
+
+describe("saved widget state from before `_panels`", () => {
+  it("an explorer without `_panels` draws its default panels", async () => {
+    const state = explorerState();
+    delete (/** @type {any} */ (state))._panels;
+    const { $ } = await mount(new FakeModel(state));
+    for (const p of ["heatmap", "sidebar", "layers", "steering", "next-tokens", "continuation"]) {
+      expect($(`[data-qscope='${p}']`)).not.toBeNull();
+    }
+  });
+});
+
+describe("labels", () => {
+  it("the tooltip labels any feature the kernel sent a label for, not only the sidebar's", async () => {
+    const model = new FakeModel(explorerState({ _view: "heatmap", feature_labels: { 9: "nine", 7: "seven" } }));
+    const { $, $$ } = await mount(model);
+    $$("span.qscope-token")[0].dispatchEvent(new Event("mouseover", { bubbles: true }));
+    const text = $("[data-qscope='tooltip']").textContent;
+    expect(text).toContain("nine");
+    expect(text).toContain("seven");
+  });
+});
+
+describe("search results", () => {
+  it("a feature found by search can be pinned", async () => {
+    const model = new FakeModel(explorerState({ _view: "sidebar", search_query: "lord",
+      search_results: [{ layer: 2, feature: 42, label: "LORD", density: 0.01, max_activation: 9 }] }));
+    const { $ } = await mount(model);
+    $("button[data-qscope='search-pin']").click();
+    expect(model.sent.at(-1)).toEqual({ type: "pin", layer: 2, feature: 42 });
+    $("button[data-qscope='search-result']").click();
+    expect(model.sent.at(-1)).toEqual({ type: "select_feature", layer: 2, feature: 42 });
+  });
+});

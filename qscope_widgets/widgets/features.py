@@ -51,6 +51,21 @@ class FeatureInfo:
             self._cache.popitem(last=False)
         return info
 
+    def labels(self, layer: int, features: list[int]) -> dict[str, str]:
+        """``{"feature id": label}`` for the labelled ones among ``features`` (the heatmap's tooltip shows a label
+        for every feature of the prompt, not only the sidebar's); empty without an index covering ``layer``."""
+        if not self.covers(layer):
+            return {}
+        t = self._table(layer)
+        n = len(t["label"])
+        out = {}
+        for f in features:
+            if 0 <= f < n:
+                text = t["explanation"][f] or t["label"][f]
+                if text:
+                    out[str(f)] = str(text)
+        return out
+
     def _table(self, layer: int) -> dict[str, Any]:
         """The layer's feature table as plain columns (a pandas row lookup per feature cost ~1 ms; this is ~1 us)."""
         key = ("features", layer)

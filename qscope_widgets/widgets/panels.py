@@ -50,6 +50,21 @@ INPUT_TRAITS: dict[str, TraitFactory] = {
     "stop_at_eos": lambda: t.Bool(True),
 }
 BASE_INPUTS = ("prompt", "layer", "edits")
+NOT_A_REQUEST = {"search_query"}  # inputs answered by their own observer, without a new request
+# Validators of inputs registered by other modules (register_input): run when the value is set.
+INPUT_VALIDATORS: dict[str, Callable[[Any, Any], Any]] = {}
+
+
+def register_input(name: str, trait: TraitFactory, validate: Callable[[Any, Any], Any] | None = None) -> None:
+    """Add an input trait a new panel reads (e.g. contrast's second prompt). ``validate(scope, value)`` returns
+    the value to store or raises a :class:`QScopeError` naming the problem; the view runs it when the value is
+    set (from Python or the browser), so a bad value never reaches a request. Panels read it as
+    ``p.inputs[name]`` and list it in ``depends`` to be recomputed when it changes."""
+    if name in INPUT_TRAITS and INPUT_TRAITS[name] is not trait:
+        raise QScopeError(f"an input named {name!r} is already registered")
+    INPUT_TRAITS[name] = trait
+    if validate is not None:
+        INPUT_VALIDATORS[name] = validate
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class PanelInput:
     traces: Traces
     view: ViewInputs
     info: FeatureInfo
+    inputs: Mapping[str, Any] = field(default_factory=dict)  # every input trait of the view, as set (validated)
 
     @property
     def trace(self) -> Trace:
@@ -90,9 +106,12 @@ class Panel:
     layers: Callable[[Any, int], list[int]] | None = None
     doc: str = ""
 
-    def key(self, traces: Traces, view: ViewInputs) -> tuple:
-        """Equal keys mean equal outputs: the traces' serial and the view inputs this panel depends on."""
-        return (traces.serial, *(getattr(view, name) for name in self.depends))
+    def key(self, traces: Traces, view: ViewInputs, inputs: Mapping[str, Any] | None = None) -> tuple:
+        """Equal keys mean equal outputs: the traces' serial and the inputs this panel depends on (a
+        :class:`ViewInputs` field, or any registered input trait by name)."""
+        inputs = inputs or {}
+        return (traces.serial, *(_frozen(getattr(view, name) if hasattr(view, name) else inputs.get(name))
+                                 for name in self.depends))
 
 
 PANELS: dict[str, Panel] = {}
@@ -109,9 +128,9 @@ def register_panel(panel: Panel) -> Panel:
         clash = set(other.outputs) & set(panel.outputs)
         if clash and other is not panel:
             raise QScopeError(f"panel {panel.name!r} outputs {sorted(clash)}, already owned by {other.name!r}")
-    bad = [d for d in panel.depends if d not in ViewInputs.__dataclass_fields__]
+    bad = [d for d in panel.depends if d not in ViewInputs.__dataclass_fields__ and d not in INPUT_TRAITS]
     if bad:
-        raise QScopeError(f"panel {panel.name!r} depends on {bad}, which are not view inputs")
+        raise QScopeError(f"panel {panel.name!r} depends on {bad}, which are neither view inputs nor input traits")
     PANELS[panel.name] = panel
     return panel
 
@@ -158,12 +177,21 @@ def compute_panels(panels: list[Panel], pin: PanelInput, done: Mapping[str, tupl
     outputs: dict[str, Any] = {}
     keys: dict[str, tuple] = {}
     for p in panels:
-        key = p.key(pin.traces, pin.view)
+        key = p.key(pin.traces, pin.view, pin.inputs)
         if done.get(p.name) == key:
             continue
         outputs.update(p.compute(pin))
         keys[p.name] = key
     return outputs, keys
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable, comparable copy of an input value (lists and dicts from traits)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 # ==================================================================================================== panels
@@ -199,8 +227,9 @@ def diff_values(steered: LayerCodes, baseline: LayerCodes, view: ViewInputs) -> 
        outputs={"tokens": lambda: t.List(t.Unicode()), "k": lambda: t.Int(0),
                 "codes_ids": lambda: t.Bytes(b""), "codes_values": lambda: t.Bytes(b""),
                 "token_values": lambda: t.Bytes(b""), "diff_values": lambda: t.Bytes(b""),
+                "recon_error": lambda: t.Bytes(b""),
                 "value_range": lambda: t.List(t.Float(), default_value=[0.0, 1.0]),
-                "diff_caption": lambda: t.Unicode("")})
+                "diff_caption": lambda: t.Unicode(""), "feature_labels": lambda: t.Dict()})
 def heatmap_panel(p: PanelInput) -> dict[str, Any]:
     """The prompt's tokens, each layer's top-k codes (sparse, binary), the colour values and the diff."""
     codes = p.codes
@@ -219,9 +248,11 @@ def heatmap_panel(p: PanelInput) -> dict[str, Any]:
         "codes_ids": i32(to_numpy(codes.ids)),
         "codes_values": f32(to_numpy(codes.values)),
         "token_values": f32(values),
+        "recon_error": f32(to_numpy(codes.recon_error)),
         "diff_values": diff_b,
         "value_range": diff_range if (p.view.diff and p.steered) else [0.0, _scale_max(values)],
         "diff_caption": caption,
+        "feature_labels": p.info.labels(p.view.layer, np.unique(to_numpy(codes.ids)).tolist()),
     }
 
 

@@ -28,7 +28,8 @@ from ..steering import Mode, Steering, SteeringEdit
 from . import assets
 from .features import FeatureInfo
 from .live_steering import LiveSteering
-from .panels import INPUT_TRAITS, PanelInput, compute_panels, get_panels, layers_needed, view_traits
+from .panels import (INPUT_TRAITS, INPUT_VALIDATORS, NOT_A_REQUEST, PanelInput, compute_panels, get_panels,
+                     layers_needed, view_traits)
 from .scheduler import Job, RunScheduler, Superseded
 from .search import search_features
 from .status import error_text
@@ -41,7 +42,6 @@ STREAM_INTERVAL_S = 0.05  # the streamed continuation is sent at most this often
 SUPERSEDE_AFTER_S = 0.3  # a forward running longer than this is abandoned as soon as a newer request exists
 _VALIDATED = ("layer", "selected_feature", "selected_token", "color_by", "continuation_tokens", "steer_positions",
               "seed", "temperature", "edits")
-REQUEST_INPUTS = tuple(n for n in INPUT_TRAITS if n != "search_query")  # inputs that make a new request
 
 
 class WidgetInputError(QScopeError, t.TraitError):
@@ -54,10 +54,22 @@ class _ViewMeta(type(anywidget.AnyWidget)):  # type: ignore[misc]
     def __new__(mcls, name: str, bases: tuple, ns: dict[str, Any], **kw: Any):
         if "panels" in ns:
             names = tuple(ns["panels"])
-            for trait_name, make in view_traits(names).items():
+            traits = view_traits(names)
+            for trait_name, make in traits.items():
                 ns.setdefault(trait_name, make().tag(sync=True))
             ns["_panels"] = t.List(t.Unicode(), default_value=list(names)).tag(sync=True)
+            extra = [n for n in traits if n in INPUT_VALIDATORS]
+            if extra:  # inputs registered by other modules: validated when set, like the built-in ones
+                ns["_validate_registered_inputs"] = t.validate(*extra)(ScopeWidget_validate_registered)
         return super().__new__(mcls, name, bases, ns, **kw)
+
+
+def ScopeWidget_validate_registered(self: Any, proposal: Any) -> Any:  # noqa: N802 - bound by _ViewMeta
+    name = proposal["trait"].name
+    try:
+        return INPUT_VALIDATORS[name](self.scope, proposal["value"])
+    except QScopeError as exc:
+        raise WidgetInputError(str(exc)) from exc
 
 
 class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
@@ -219,7 +231,9 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
     def steering_code(self) -> str:
         """The current edits as Python you can paste into a cell ("copy as code")."""
         rows = [e for e in edits_from_dicts(self.edits) if e.enabled]
-        lines = [f"    SteeringEdit(layer={e.layer}, feature={e.feature}, strength={e.strength!r}, mode={e.mode!r}),"
+        where = steer_positions(getattr(self, "steer_positions", "all"), getattr(self, "selected_token", -1))
+        pos = "" if where is None else f", positions={where!r}"
+        lines = [f"    SteeringEdit(layer={e.layer}, feature={e.feature}, strength={e.strength!r}, mode={e.mode!r}{pos}),"
                  for e in rows]
         return ("from qscope_widgets import SteeringEdit\n\nedits = [\n" + "\n".join(lines) + "\n]\n"
                 f"trace = scope.run({self.prompt!r}, steering=edits)\n")
@@ -281,6 +295,8 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
             rows = normalize_edit_rows(list(value))
             check_edits(self.scope, rows)
             return rows
+        if name in INPUT_VALIDATORS:
+            return INPUT_VALIDATORS[name](self.scope, value)
         return value
 
     @t.validate(*_VALIDATED)
@@ -295,7 +311,7 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         status line (and raised by the next :meth:`wait`), and the front end gets the kept value back."""
         good, refused = dict(sync_data), []
         for name in list(good):
-            if name in _VALIDATED and self.has_trait(name):
+            if (name in _VALIDATED or name in INPUT_VALIDATORS) and self.has_trait(name):
                 try:
                     value = good[name]
                     if name == "selected_feature" and "layer" in good:
@@ -316,8 +332,11 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         if refused:
             self.send_state(refused)
 
-    @t.observe(*REQUEST_INPUTS)
+    @t.observe(t.All)
     def _on_input(self, change: dict[str, Any]) -> None:
+        name = change["name"]
+        if name not in INPUT_TRAITS or name in NOT_A_REQUEST:
+            return  # an output, or an input with its own observer
         if not self._ready or getattr(self._publisher, "active", False):
             return
         if change["name"] == "layer" and getattr(self, "selected_feature", -1) != -1:
@@ -329,7 +348,8 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         self._request()
 
     def _inputs(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in REQUEST_INPUTS if self.has_trait(name)}
+        return {name: getattr(self, name) for name in INPUT_TRAITS
+                if name not in NOT_A_REQUEST and self.has_trait(name)}
 
     def _request(self) -> int:
         with self._status_lock:  # a result published within a millisecond must not be marked busy afterwards
@@ -391,7 +411,7 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
             traces = self._traces.get(self.scope, req.traces, cancel)
         except RunCancelled:
             raise Superseded from None
-        pin = PanelInput(self.scope, traces, req.view, self._info)
+        pin = PanelInput(self.scope, traces, req.view, self._info, job.request)
         outputs, keys = compute_panels(self._panel_list, pin, self._shown)
         return _Result(req, traces, outputs, keys, forward=self._traces.forwards > before)
 
@@ -412,15 +432,14 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
             return
         if job.seq <= self.result_seq:
             return  # never draw an older result over a newer one
-        with self._publishing(), self.hold_sync():
+        with self._status_lock, self._publishing(), self.hold_sync():  # one message: outputs, seq and status
             for name, value in result.outputs.items():
                 setattr(self, name, value)
             if self.has_trait("continuation") and not result.request.continuation.tokens:
                 self.continuation = {}
             self.result_seq = job.seq
-        self._result = result
-        self._shown.update(result.keys)
-        with self._status_lock:
+            self._result = result
+            self._shown.update(result.keys)
             self.status = {**self.status, "busy": self._scheduler.latest_seq > job.seq, "stage": "",
                            "latency_ms": latency, "error": "", "done_seq": job.seq,
                            "forward": result.forward, "panels": sorted(result.keys)}
