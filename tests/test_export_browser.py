@@ -130,6 +130,10 @@ def test_exported_explorer_works_from_file_with_no_network(tmp_path, browser, de
             rows = page.eval_on_selector_all(f"{VIEW} [data-qscope='feature-row']",
                                              "els => els.map(e => Number(e.dataset.feature))")
             assert rows == [r["feature"] for r in ex.sidebar]
+            # and the next-token panel predicts from that token, as the live one does
+            nxt = page.eval_on_selector_all(f"{VIEW} [data-qscope='next-tokens'] .qscope-next-row",
+                                            "els => els.map(e => [e.dataset.token, Number(e.dataset.prob)])")
+            assert nxt[:len(ex.next_tokens["baseline"])] == [[t, p] for t, p in ex.next_tokens["baseline"]]
 
             # select a feature from that sidebar: the heatmap colours by it
             f = rows[1]
