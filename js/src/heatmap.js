@@ -6,33 +6,7 @@ import { h, clear, visibleToken, fmt } from "./dom.js";
 import { knownLabels } from "./labels.js";
 
 import { COLOR_BY, COLOR_BY_LABELS } from "./constants.js";
-
-/**
- * What Python's `token_values` will be for this colour-by, computed from the shipped codes (null when the codes
- * cannot say, e.g. no codes yet). A feature's activation is its value where it is among a token's top k, else 0.
- * @param {{tokens: string[], k: number, ids: Int32Array, codes: Float32Array, recon: Float32Array<ArrayBuffer>}} s
- * @param {string} colorBy @param {number} feature @returns {Float32Array<ArrayBuffer> | null}
- */
-export function localValues(s, colorBy, feature) {
-  const n = s.tokens.length, k = s.k;
-  if (colorBy === "error") return s.recon.length === n ? s.recon : null;
-  if (!(k > 0) || s.ids.length < n * k || s.codes.length < n * k) return null;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    if (colorBy === "feature" && feature >= 0) {
-      for (let j = i * k; j < (i + 1) * k; j++) if (s.ids[j] === feature && s.codes[j] !== 0) { out[i] = s.codes[j]; break; }
-    } else out[i] = s.codes[i * k];
-  }
-  return out;
-}
-
-/** Python's colour-scale top: max |value| over the tokens but the first (an attention sink); 1 when that is 0.
- * @param {Float32Array} values */
-export function scaleMax(values) {
-  let m = 0;
-  for (let i = values.length > 1 ? 1 : 0; i < values.length; i++) if (Number.isFinite(values[i])) m = Math.max(m, Math.abs(values[i]));
-  return m > 0 ? Math.fround(m) : 1;
-}
+import { localValues, scaleMax } from "./token_values.js";
 
 /** @param {import("./context.js").Context} ctx */
 export function createHeatmap(ctx) {
