@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-BUNDLE = ("qscope_widgets/static/widget.js", "qscope_widgets/static/widget.css")
+BUNDLE = ("qscope_widgets/static/widget.js", "qscope_widgets/static/widget.css", "qscope_widgets/static/static.js")
 JS_INPUTS = ("src", "package.json", "package-lock.json", "build.mjs")
 
 

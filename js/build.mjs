@@ -23,15 +23,30 @@ const options = {
   logLevel: "warning",
 };
 
+// The static host (js/src/static-host.js: the same views over saved data, no kernel) as a classic script, so
+// an exported page can inline it: `QScopeStatic.mountAll()`. Its CSS is widget.css (same import), not re-emitted.
+/** @type {import("esbuild").BuildOptions} */
+const staticOptions = {
+  ...options,
+  entryPoints: { static: join(here, "src", "static-host.js") },
+  format: "iife",
+  globalName: "QScopeStatic",
+  footer: { js: "QScopeStatic = QScopeStatic.default || QScopeStatic;" },
+  loader: { ".css": "empty" },
+};
+
 mkdirSync(outdir, { recursive: true });
 if (watch) {
   const ctx = await esbuild.context({ ...options, logLevel: "info" });
+  const sctx = await esbuild.context({ ...staticOptions, logLevel: "info" });
+  await sctx.watch();
   await ctx.watch();
   console.log(`watching js/src -> ${relative(process.cwd(), outdir)}`);
 } else {
   const t0 = performance.now();
   await esbuild.build(options);
+  await esbuild.build(staticOptions);
   const kb = (f) => (statSync(join(outdir, f)).size / 1024).toFixed(1);
   console.log(`built ${relative(process.cwd(), outdir)}/widget.js (${kb("widget.js")} KB), widget.css ` +
-    `(${kb("widget.css")} KB) in ${(performance.now() - t0).toFixed(0)} ms`);
+    `(${kb("widget.css")} KB), static.js (${kb("static.js")} KB) in ${(performance.now() - t0).toFixed(0)} ms`);
 }

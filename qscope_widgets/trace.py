@@ -161,6 +161,13 @@ class Trace:
         steer = f", steering={len(self.steering)} edit(s)" if self.steering else ""
         return f"Trace({len(self.tokens)} tokens, layers={sorted(self.layers)}{steer})"
 
+    def _repr_html_(self) -> str:
+        """Static HTML (no JavaScript): per layer, the prompt coloured by the strongest feature and a heatmap of
+        the top features; what a notebook shows for a bare trace on GitHub or nbviewer too."""
+        from .html import trace_html
+
+        return trace_html(self)
+
     def layer(self, layer: int) -> LayerCodes:
         try:
             return self.layers[layer]

@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # a fresh Scope.run of the same prompt, layer and enabled edits.
 KERNEL_VIEW = """
 import json, numpy as np
-from qscope_widgets.widgets.explorer import live_widgets
+from qscope_widgets.widgets.scope_widget import live_widgets
 from qscope_widgets.widgets.view_state import edits_from_dicts
 ex = [w for w in live_widgets() if w._view == "explorer"][0]
 ex.wait()
@@ -138,6 +138,7 @@ def exercise_explorer(page, lab, shots: str | None) -> None:
 
         assert root.locator('[data-qscope="error"]').inner_text().strip() == ""
         assert root.locator('[data-qscope="status"]').get_attribute("data-busy") == "false"
+        exercise_keys(page, kc)
         if shots:
             root.scroll_into_view_if_needed()
             root.screenshot(path=str(ARTIFACTS / f"{shots}-light.png"))
@@ -145,6 +146,50 @@ def exercise_explorer(page, lab, shots: str | None) -> None:
             root.screenshot(path=str(ARTIFACTS / f"{shots}-dark.png"))
     finally:
         kc.stop_channels()
+
+
+NOTEBOOK_STATE = """() => {
+    const cells = [...document.querySelectorAll('.jp-Notebook .jp-Cell')];
+    return {prompts: cells.map(c => (c.querySelector('.jp-InputPrompt') || {}).textContent || ''),
+            kinds: cells.map(c => c.classList.contains('jp-CodeCell') ? 'code' : c.classList.contains('jp-RawCell') ? 'raw' : 'md'),
+            active: cells.findIndex(c => c.classList.contains('jp-mod-active'))};
+}"""
+
+
+def exercise_keys(page, kc) -> None:
+    """Keys typed inside the widget do what the widget says and never reach the notebook's shortcuts (defect 1):
+    Shift+Enter in the prompt box is a newline (no cell runs: execution counts unchanged, no cell turns raw),
+    Enter submits; an arrow on the focused layer slider moves the layer (not the cell selection)."""
+    before = page.evaluate(NOTEBOOK_STATE)
+    box = page.locator(f'{EXPLORER} textarea[data-qscope="prompt"]').first
+    box.click()
+    page.keyboard.press("End")
+    seq = drawn_values(page)[0]
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("x = 1")
+    page.wait_for_timeout(500)
+    after = page.evaluate(NOTEBOOK_STATE)
+    assert after["prompts"] == before["prompts"], "Shift+Enter in the prompt box ran a cell"
+    assert after["kinds"] == before["kinds"], "keys typed in the prompt box changed cell types"
+    assert "\n" in box.input_value(), "Shift+Enter did not insert a newline"
+    page.keyboard.press("Enter")  # submits
+    wait_drawn_after(page, seq)
+    view = assert_page_matches_kernel(page, kc, lambda v: v["seq"] > seq)
+    prompt = kernel_eval_json(kc, "import json\nfrom qscope_widgets.widgets.scope_widget import live_widgets\n"
+                                  "print(json.dumps([w for w in live_widgets() if w._view == 'explorer'][0].prompt))")
+    assert prompt.endswith("\nx = 1"), prompt
+
+    scrub = page.locator(f'{EXPLORER} input[type=range][data-qscope="layer"]').first
+    old = float(scrub.input_value())
+    lmin = float(scrub.get_attribute("min"))
+    scrub.focus()
+    key = "ArrowLeft" if old > lmin else "ArrowRight"
+    active = page.evaluate(NOTEBOOK_STATE)["active"]
+    page.keyboard.press(key)
+    new = float(scrub.input_value())
+    assert new != old, f"{key} on the focused layer slider did not move it"
+    assert page.evaluate(NOTEBOOK_STATE)["active"] == active, f"{key} on the slider moved the cell selection"
+    assert_page_matches_kernel(page, kc, lambda v: v["layer"] == int(new) and v["seq"] > view["seq"])
 
 
 def check_watch(watch) -> None:

@@ -123,3 +123,52 @@ def test_closed_scheduler_refuses_requests():
     s.close()
     with pytest.raises(RuntimeError, match="closed"):
         s.submit(1)
+
+
+def test_an_exception_while_publishing_is_reported_and_the_worker_keeps_serving():
+    """Issue 10.5: publish raising (e.g. a trait refusing a value) must not kill the worker thread."""
+    from qscope_widgets.widgets.scheduler import PublishError
+
+    published: list[tuple[int, object]] = []
+
+    def publish(job, result):
+        if job.request == "explode" and not isinstance(result, BaseException):
+            raise TypeError("publish blew up")
+        published.append((job.seq, result))
+
+    s = RunScheduler(lambda job, stale: job.request, publish)
+    seq = s.submit("explode")
+    assert s.wait(seq, timeout=10)
+    assert isinstance(published[-1][1], PublishError) and "publish blew up" in str(published[-1][1])
+    seq = s.submit("fine")
+    assert s.wait(seq, timeout=10), "the worker died after a publish failure"
+    assert published[-1] == (seq, "fine") and s.errors == 1
+
+
+def test_worker_survives_when_even_the_error_report_fails():
+    calls = []
+
+    def publish(job, result):
+        calls.append(job.seq)
+        if job.request == "explode":
+            raise RuntimeError("always")
+
+    s = RunScheduler(lambda job, stale: job.request, publish)
+    s.submit("explode")
+    assert s.wait(timeout=10)
+    seq = s.submit("fine")
+    assert s.wait(seq, timeout=10) and calls[-1] == seq
+
+
+def test_follow_up_failure_of_any_kind_is_reported_and_the_worker_keeps_serving():
+    published = []
+
+    def after(job, result, stale):
+        raise KeyError("follow-up broke")
+
+    s = RunScheduler(lambda job, stale: job.request, lambda job, r: published.append((job.seq, r)), after)
+    s.submit(1)
+    assert s.wait(idle=True, timeout=10)
+    assert isinstance(published[-1][1], KeyError)
+    seq = s.submit(2)
+    assert s.wait(seq, idle=True, timeout=10) and (seq, 2) in published

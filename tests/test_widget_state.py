@@ -154,16 +154,18 @@ def test_search_by_id_and_label_and_bad_ids(demo):
     front_end_sets(ex, search_query="lord")
     assert ex.search_results and all("lord" in (r["label"].lower()) or r["label"] for r in ex.search_results)
     front_end_sets(ex, search_query="999999")
-    assert ex.search_results == [] and "out of range" in ex.error
+    assert ex.search_results == [] and "out of range" in ex.error and "out of range" in ex.search_error
     front_end_sets(ex, search_query="L9/1")
     assert "layer 9" in ex.error
     front_end_sets(ex, search_query="2360")
     assert ex.search_results and ex.error == ""
     front_end_sets(ex, search_query='"In the beginning God created"')  # by example, at the layer in view
-    top = demo.run("In the beginning God created", layers=[3]).top_features(3, n=20, skip_first=True)
+    # searched as it reads in running text: with the leading space the words have inside a sentence
+    top = demo.run(" In the beginning God created", layers=[3]).top_features(3, n=20, skip_first=True)
     assert [r["feature"] for r in ex.search_results] == [int(f) for f in top.feature]
     assert ex.search_results[0]["activation"] == pytest.approx(float(top.activation[0]))
-    assert ex.search_results[0]["label"] and ex.error == ""
+    assert ex.search_results[0]["label"] and ex.error == "" and ex.search_error == ""
+    assert [r["token"] for r in ex.search_results] == list(top.token)  # which token each feature peaked on
     front_end_sets(ex, search_query='""')
     assert "phrase is empty" in ex.error
 
@@ -185,7 +187,7 @@ def test_continuation_streams_and_is_superseded(demo):
     ex = Explorer(demo, "The man said that", layer=3, continuation_tokens=12)
     ex.wait(idle=True)
     base = demo.generate("The man said that", max_new_tokens=12, baseline=False).text
-    assert ex.continuation == {"seq": ex.result_seq, "baseline": base, "steered": base, "done": True}
+    assert ex.continuation == {"seq": ex.result_seq, "baseline": base, "steered": base, "done": True, "note": ""}
     ex.steering.add(3, 2360, 31.6)
     ex.steering.set(3, 2360, strength=-31.6)  # supersedes the stream of the first edit
     ex.wait(idle=True)
@@ -238,7 +240,7 @@ def test_a_long_forward_is_abandoned_for_a_newer_request(demo, monkeypatch):
     """A slow model (simulated: every decoder layer sleeps) gives up a stale forward instead of finishing it."""
     import time as _time
 
-    from qscope_widgets.widgets import explorer as explorer_mod
+    from qscope_widgets.widgets import scope_widget as explorer_mod
 
     monkeypatch.setattr(explorer_mod, "SUPERSEDE_AFTER_S", 0.05)
     ex = Explorer(demo, PROMPT, layer=3)
@@ -326,3 +328,9 @@ def test_bad_constructor_arguments_raise_in_python(demo):
     with pytest.raises(QScopeError, match="finite"):
         demo.explore(PROMPT, layer=3, steering=[{"layer": 3, "feature": 1, "strength": float("nan")}])
     assert demo.explore("", layer=3).tokens == []  # nothing to run yet: the prompt box is waiting
+
+
+def test_a_quoted_word_is_searched_as_in_running_text(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    front_end_sets(ex, search_query='"God"')
+    assert ex.search_results and {r["token"] for r in ex.search_results} == {" God"}

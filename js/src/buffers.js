@@ -11,7 +11,7 @@ export function copyBytes(src) {
   if (src instanceof ArrayBuffer) return src.slice(0);
   if (ArrayBuffer.isView(src)) {
     const v = /** @type {ArrayBufferView} */ (src);
-    return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength);
+    return /** @type {ArrayBuffer} */ (v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength));
   }
   // Some transports hand over {buffer: ArrayBuffer}; anything else is treated as empty.
   const maybe = /** @type {any} */ (src);
@@ -45,12 +45,12 @@ function view(src, width, make, read, alloc) {
   return out;
 }
 
-/** float32 little-endian bytes -> Float32Array (a copy). @param {unknown} src @returns {Float32Array} */
+/** float32 little-endian bytes -> Float32Array (a copy). @param {unknown} src @returns {Float32Array<ArrayBuffer>} */
 export function toFloat32(src) {
   return view(src, 4, (b) => new Float32Array(b), (dv, o) => dv.getFloat32(o, true), (n) => new Float32Array(n));
 }
 
-/** int32 little-endian bytes -> Int32Array (a copy). @param {unknown} src @returns {Int32Array} */
+/** int32 little-endian bytes -> Int32Array (a copy). @param {unknown} src @returns {Int32Array<ArrayBuffer>} */
 export function toInt32(src) {
   return view(src, 4, (b) => new Int32Array(b), (dv, o) => dv.getInt32(o, true), (n) => new Int32Array(n));
 }

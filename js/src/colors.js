@@ -1,6 +1,7 @@
 // Colour-blind-safe scales: a pale-to-dark yellow-orange-brown (sequential, for magnitudes: lightness carries the
 // value, so a weak activation stays faint instead of the darkest, most salient colour as with viridis on a light
 // page) and a blue-white-orange diverging scale (for steered - baseline). Text on a coloured token is black or white, whichever has the higher contrast.
+import { DIFF_UNFILLED_FRACTION } from "./constants.js";
 
 /** @typedef {[number, number, number]} RGB */
 
@@ -24,7 +25,7 @@ function interpolate(stops, t) {
   const i = Math.min(stops.length - 2, Math.floor(x));
   const f = x - i;
   const a = stops[i], b = stops[i + 1];
-  return [0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f));
+  return /** @type {RGB} */ ([0, 1, 2].map((c) => Math.round(a[c] + (b[c] - a[c]) * f)));
 }
 
 /** Sequential colour for t in [0, 1]. @param {number} t @returns {RGB} */
@@ -73,7 +74,7 @@ export function cellColor(value, range, scale) {
     const m = Math.max(Math.abs(lo), Math.abs(hi));
     if (!(m > 0)) return null;
     const t = Math.max(-1, Math.min(1, value / m));
-    if (Math.abs(t) < 0.02) return null;
+    if (Math.abs(t) < DIFF_UNFILLED_FRACTION) return null;
     const rgb = diverging(t);
     return { bg: css(rgb), fg: textColor(rgb), t };
   }

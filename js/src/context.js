@@ -2,15 +2,7 @@
 // guard, the drawers of a new result, and the JS errors caught while drawing (shown in the status line).
 import { SeqGuard, isStale } from "./seq.js";
 
-/**
- * @typedef {object} Model  the anywidget model (AFM): get / set / save_changes / on / off / send
- * @property {(name: string) => any} get
- * @property {(name: string, value: any) => void} set
- * @property {() => void} save_changes
- * @property {(event: string, cb: (...args: any[]) => void) => void} on
- * @property {(event?: string | null, cb?: ((...args: any[]) => void) | null) => void} off
- * @property {(content: any, callbacks?: any, buffers?: any[]) => void} send
- */
+/** @typedef {import("./model").Model} Model  the anywidget model, typed trait by trait (src/model.d.ts) */
 
 export class Context {
   /** @param {Model} model @param {HTMLElement} root */
@@ -99,6 +91,7 @@ export class Context {
   start() {
     this.on("change:result_seq", "result", () => { this.drawResult(); this.updateStale(); });
     this.on("change:request_seq", "stale", () => this.updateStale());
+    this.on("change:status", "stale", () => this.updateStale());
     this.drawResult();
     this.updateStale();
   }

@@ -4,46 +4,59 @@ import { h, clear, fmt, pct, visibleToken } from "./dom.js";
 import { createStatus } from "./status.js";
 
 /**
- * The activation histogram as inline SVG: one bar per (log-spaced) bin, decade ticks below.
+ * The activation histogram as inline SVG. The x axis covers only the bins that hold counts (the index's bins
+ * span 0.001..1000 for every feature; a feature firing at 3..60 gets an axis of 3..60), ticked at round values;
+ * the y axis is labelled with 0 and the top count.
  * @param {{edges?: number[], counts?: number[]}} hist @param {boolean} logCounts
  */
 export function histogramSvg(hist, logCounts) {
-  const counts = (hist?.counts || []).map(Number);
-  const edges = (hist?.edges || []).map(Number);
-  const W = 320, H = 90, pad = 14;
+  const allCounts = (hist?.counts || []).map(Number);
+  const allEdges = (hist?.edges || []).map(Number);
+  const W = 320, H = 90, padB = 14, padL = 34;
   const svg = h("svg:svg", {
-    viewBox: `0 0 ${W} ${H + pad}`, width: "100%", class: "qscope-hist", dataset: { qscope: "histogram", scale: logCounts ? "log" : "linear" },
+    viewBox: `0 0 ${W + padL} ${H + padB}`, width: "100%", class: "qscope-hist", dataset: { qscope: "histogram", scale: logCounts ? "log" : "linear" },
     role: "img", "aria-label": `activation histogram (${logCounts ? "log" : "linear"} counts)`,
     preserveAspectRatio: "none",
   });
-  const n = counts.length;
-  const f = (/** @type {number} */ c) => (logCounts ? Math.log10(1 + c) : c);
-  const top = Math.max(...counts.map(f), 0);
-  if (!n || top <= 0) {
-    svg.append(h("svg:text", { x: W / 2, y: H / 2, "text-anchor": "middle", class: "qscope-svg-text", text: "no activations recorded" }));
+  const first = allCounts.findIndex((c) => c > 0);
+  let last = -1;
+  allCounts.forEach((c, i) => { if (c > 0) last = i; });
+  if (first < 0 || allEdges.length !== allCounts.length + 1) {
+    svg.append(h("svg:text", { x: (W + padL) / 2, y: H / 2, "text-anchor": "middle", class: "qscope-svg-text", text: "no activations recorded" }));
     return svg;
   }
+  const counts = allCounts.slice(first, last + 1);
+  const edges = allEdges.slice(first, last + 2);
+  const n = counts.length;
+  const f = (/** @type {number} */ c) => (logCounts ? Math.log10(1 + c) : c);
+  const maxCount = Math.max(...counts);
+  const top = f(maxCount);
   const bw = W / n;
+  const g = h("svg:g", { transform: `translate(${padL},0)` });
   counts.forEach((c, i) => {
     const bh = (f(c) / top) * H;
-    const lo = edges[i], hi = edges[i + 1];
     const rect = h("svg:rect", {
       x: (i * bw).toFixed(2), y: (H - bh).toFixed(2), width: Math.max(0.5, bw - 0.5).toFixed(2), height: bh.toFixed(2),
       class: "qscope-hist-bar", dataset: { count: c },
     });
-    rect.append(h("svg:title", { text: `${fmt(lo)} – ${fmt(hi)}: ${c}` }));
-    svg.append(rect);
+    rect.append(h("svg:title", { text: `${fmt(edges[i])} – ${fmt(edges[i + 1])}: ${c}` }));
+    g.append(rect);
   });
-  // decade ticks where the edges cross a power of ten
-  edges.forEach((e, i) => {
-    const lg = Math.log10(e);
-    if (Math.abs(lg - Math.round(lg)) < 1e-6) {
-      svg.append(h("svg:line", { x1: i * bw, x2: i * bw, y1: H, y2: H + 3, class: "qscope-svg-axis" }));
-      const anchor = i === 0 ? "start" : i === n ? "end" : "middle";
-      svg.append(h("svg:text", { x: i * bw, y: H + pad - 1, "text-anchor": anchor, class: "qscope-svg-text", text: fmt(e) }));
-    }
-  });
-  svg.append(h("svg:line", { x1: 0, x2: W, y1: H, y2: H, class: "qscope-svg-axis" }));
+  // x ticks: the ends of the shown range and up to three edges between them
+  const ticks = new Set([0, n]);
+  const step = Math.max(1, Math.round(n / 4));
+  for (let i = step; i < n - step / 2; i += step) ticks.add(i);
+  for (const i of [...ticks].sort((a, b) => a - b)) {
+    g.append(h("svg:line", { x1: i * bw, x2: i * bw, y1: H, y2: H + 3, class: "qscope-svg-axis" }));
+    const anchor = i === 0 ? "start" : i === n ? "end" : "middle";
+    g.append(h("svg:text", { x: i * bw, y: H + padB - 1, "text-anchor": anchor, class: "qscope-svg-text", dataset: { qscope: "x-tick" }, text: fmt(edges[i], 2) }));
+  }
+  g.append(h("svg:line", { x1: 0, x2: W, y1: H, y2: H, class: "qscope-svg-axis" }));
+  // y axis: 0 and the top count
+  g.append(h("svg:line", { x1: 0, x2: 0, y1: 0, y2: H, class: "qscope-svg-axis" }));
+  svg.append(g,
+    h("svg:text", { x: padL - 3, y: H, "text-anchor": "end", class: "qscope-svg-text", dataset: { qscope: "y-tick" }, text: "0" }),
+    h("svg:text", { x: padL - 3, y: 8, "text-anchor": "end", class: "qscope-svg-text", dataset: { qscope: "y-tick" }, text: fmt(maxCount) }));
   return svg;
 }
 

@@ -34,10 +34,12 @@ export function clear(el) {
 /**
  * A token string with whitespace made visible but subtle: spaces as '·', newlines as '⏎', tabs as '→'.
  * Returns a fragment of text nodes and `span.qscope-ws` markers, plus whether the token ends a line.
- * @param {string} text
+ * With `breaks`, every newline is also a real line break inside the fragment, so a token like "\n    " (a
+ * newline sharing a token with the next line's indentation, common in code) keeps the line structure.
+ * @param {string} text @param {{breaks?: boolean}} [opts]
  * @returns {{node: DocumentFragment, newline: boolean}}
  */
-export function visibleToken(text) {
+export function visibleToken(text, opts = {}) {
   const frag = document.createDocumentFragment();
   let plain = "";
   const flush = () => { if (plain) frag.append(plain); plain = ""; };
@@ -46,11 +48,12 @@ export function visibleToken(text) {
     if (ch in marks) {
       flush();
       frag.append(h("span", { class: "qscope-ws", "aria-hidden": "true", text: marks[ch] }));
+      if (ch === "\n" && opts.breaks) frag.append(h("br"));
     } else plain += ch;
   }
   flush();
   if (!frag.childNodes.length) frag.append(h("span", { class: "qscope-ws", text: "∅" }));
-  return { node: frag, newline: /\n$/.test(String(text ?? "")) };
+  return { node: frag, newline: !opts.breaks && /\n$/.test(String(text ?? "")) };
 }
 
 /** A short, readable number. @param {number} x @param {number} [digits] */

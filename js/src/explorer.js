@@ -1,18 +1,16 @@
-// The Explorer: prompt box, status line, and the four components in a responsive grid.
+// Views: the Explorer's layout (prompt box, status line, panels in a responsive grid), and the generic layout
+// any other view gets from its `_panels` list (one section per panel, then a status line).
 import { h } from "./dom.js";
-import { createHeatmap } from "./heatmap.js";
-import { createSidebar } from "./sidebar.js";
-import { createSteering } from "./steering.js";
-import { createLayers } from "./layers.js";
 import { createStatus } from "./status.js";
+import { createPanel, panelNames } from "./panels.js";
 
-/** The prompt box: Enter (without Shift) or leaving the box sets `prompt`; typing alone sends nothing.
+/** The prompt box: Enter (without Shift) or leaving the box sets `prompt`; Shift+Enter is a newline.
  * @param {import("./context.js").Context} ctx */
 export function createPrompt(ctx) {
   const { model } = ctx;
   const box = /** @type {HTMLTextAreaElement} */ (h("textarea", {
     class: "qscope-prompt", dataset: { qscope: "prompt" }, rows: "2", spellcheck: "false",
-    "aria-label": "prompt", placeholder: "Type a prompt, then Enter",
+    "aria-label": "prompt", placeholder: "Type a prompt, then Enter (Shift+Enter: new line)",
   }));
   const commit = () => ctx.safe("prompt", () => {
     if (box.value === String(model.get("prompt") ?? "")) return;
@@ -29,17 +27,33 @@ export function createPrompt(ctx) {
   return box;
 }
 
+/** @param {string} area @param {HTMLElement[]} children */
+const section = (area, children) => h("section", { class: `qscope-panel qscope-area-${area}` }, children);
+
 /** @param {import("./context.js").Context} ctx @param {HTMLElement} root */
 export function renderExplorer(ctx, root) {
-  const panel = (/** @type {string} */ area, /** @type {HTMLElement} */ child) =>
-    h("section", { class: `qscope-panel qscope-area-${area}` }, [child]);
+  const names = new Set(panelNames(ctx.model));
+  const make = (/** @type {string} */ name) => (names.has(name) ? createPanel(ctx, name) : null);
+  const side = [make("next_tokens"), make("continuation")].filter((x) => x != null);
+  const steer = make("steering");
   root.append(
     h("div", { class: "qscope-top" }, [createPrompt(ctx), createStatus(ctx)]),
     h("div", { class: "qscope-grid" }, [
-      panel("heatmap", createHeatmap(ctx)),
-      panel("sidebar", createSidebar(ctx)),
-      panel("layers", createLayers(ctx)),
-      panel("steering", createSteering(ctx)),
+      names.has("heatmap") ? section("heatmap", [/** @type {HTMLElement} */ (make("heatmap"))]) : null,
+      names.has("sidebar") ? section("sidebar", [/** @type {HTMLElement} */ (make("sidebar"))]) : null,
+      names.has("layers") ? section("layers", [/** @type {HTMLElement} */ (make("layers"))]) : null,
+      steer || side.length ? section("steering", [h("div", { class: "qscope-steering-wrap" }, [
+        steer, side.length ? h("div", { class: "qscope-steer-side" }, side) : null,
+      ])]) : null,
     ]),
   );
+}
+
+/** Any other view: its panels in order, then a compact status line (errors stay visible).
+ * @param {import("./context.js").Context} ctx @param {HTMLElement} root */
+export function renderPanels(ctx, root) {
+  const names = panelNames(ctx.model);
+  if (!names.length) throw new Error(`view ${JSON.stringify(ctx.model.get("_view"))} declares no panels`);
+  for (const name of names) ctx.safe(`render.${name}`, () => root.append(createPanel(ctx, name)));
+  root.append(createStatus(ctx));
 }

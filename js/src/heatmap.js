@@ -5,11 +5,8 @@ import { cellColor, gradient } from "./colors.js";
 import { h, clear, visibleToken, fmt } from "./dom.js";
 import { knownLabels } from "./labels.js";
 
-const COLOR_BY = [
-  ["strongest", "strongest feature"],
-  ["feature", "selected feature"],
-  ["error", "reconstruction error"],
-];
+import { COLOR_BY, COLOR_BY_LABELS } from "./constants.js";
+import { localValues, scaleMax } from "./token_values.js";
 
 /** @param {import("./context.js").Context} ctx */
 export function createHeatmap(ctx) {
@@ -22,6 +19,7 @@ export function createHeatmap(ctx) {
     ids: new Int32Array(0),
     codes: new Float32Array(0),
     values: new Float32Array(0),
+    recon: new Float32Array(0),
     diffs: new Float32Array(0),
     range: /** @type {[number, number]} */ ([0, 1]),
     colorBy: "strongest",
@@ -31,6 +29,8 @@ export function createHeatmap(ctx) {
   /** @type {HTMLElement[]} */
   let spans = [];
   let focusIndex = 0;
+  /** @type {string[]} the tokens the spans were built for */
+  let prevTokens = [];
 
   const colorSelect = /** @type {HTMLSelectElement} */ (h("select", {
     class: "qscope-select", dataset: { qscope: "color-by" }, "aria-label": "colour tokens by",
@@ -38,7 +38,7 @@ export function createHeatmap(ctx) {
       model.set("color_by", colorSelect.value);
       model.save_changes();
     }),
-  }, COLOR_BY.map(([v, text]) => h("option", { value: v, text }))));
+  }, COLOR_BY.map((v) => h("option", { value: v, text: COLOR_BY_LABELS[v] || v }))));
   const diffBox = /** @type {HTMLInputElement} */ (h("input", {
     type: "checkbox", dataset: { qscope: "diff" },
     onchange: () => ctx.safe("heatmap.diff", () => {
@@ -83,7 +83,7 @@ export function createHeatmap(ctx) {
   }
 
   function caption() {
-    if (diffMode()) return "steered − baseline";
+    if (diffMode()) return String(model.get("diff_caption") || "steered − baseline");
     if (snap.colorBy === "feature") {
       if (snap.feature < 0) return "feature activation (select a feature)";
       const label = knownLabels(model, snap.layer).get(snap.feature);
@@ -95,6 +95,7 @@ export function createHeatmap(ctx) {
 
   /** colours, data-value attributes and the legend, from the snapshot and the diff toggle */
   function paint() {
+    el.dataset.paints = String(Number(el.dataset.paints || 0) + 1);
     const { values, range, scale } = scaleNow();
     spans.forEach((span, i) => {
       const v = i < values.length ? values[i] : NaN;
@@ -187,6 +188,7 @@ export function createHeatmap(ctx) {
       ids: toInt32(model.get("codes_ids")),
       codes: toFloat32(model.get("codes_values")),
       values: toFloat32(model.get("token_values")),
+      recon: toFloat32(model.get("recon_error")),
       diffs: toFloat32(model.get("diff_values")),
       range: [Number(range[0]), Number(range[1])],
       colorBy: String(model.get("color_by") || "strongest"),
@@ -194,17 +196,25 @@ export function createHeatmap(ctx) {
       layer: Number(model.get("layer") ?? 0),
     };
     hideTooltip();
-    clear(tokensEl);
-    spans = tokens.map((tok, i) => {
-      const { node, newline } = visibleToken(tok);
-      const span = h("span", {
-        class: "qscope-token", role: "option", tabindex: "-1", dataset: { index: i },
-      }, [node]);
-      tokensEl.append(span);
-      if (newline) tokensEl.append(h("br"));
-      return span;
-    });
-    if (!tokens.length) tokensEl.append(h("span", { class: "qscope-muted", text: "no tokens yet" }));
+    const sameTokens = tokens.length === spans.length && tokens.length > 0 && tokens.every((tok, i) => tok === prevTokens[i]);
+    if (!sameTokens) {  // a view-only change keeps the spans (and the keyboard focus on them)
+      const hadFocus = tokensEl.contains(document.activeElement);
+      clear(tokensEl);
+      spans = tokens.map((tok, i) => {
+        const { node } = visibleToken(tok, { breaks: true });
+        const span = h("span", {
+          class: "qscope-token", role: "option", tabindex: "-1", dataset: { index: i },
+        }, [node]);
+        tokensEl.append(span);
+        return span;
+      });
+      if (!tokens.length) tokensEl.append(h("span", { class: "qscope-muted", text: "no tokens yet" }));
+      if (hadFocus && spans.length) {
+        focusIndex = Math.min(focusIndex, spans.length - 1);
+        spans[focusIndex].focus({ preventScroll: true });
+      }
+    }
+    prevTokens = tokens;
     colorSelect.value = snap.colorBy;
     paint();
     markSelection();
@@ -246,9 +256,23 @@ export function createHeatmap(ctx) {
   tokensEl.addEventListener("mouseleave", hideTooltip);
   tokensEl.addEventListener("focusout", hideTooltip);
 
+  /** colour-by or the selected feature changed: repaint now from the shipped codes (the kernel's result follows
+   * with the same numbers) */
+  function repaintLocally() {
+    const colorBy = String(model.get("color_by") || "strongest");
+    const feature = Number(model.get("selected_feature") ?? -1);
+    if (Number(model.get("layer")) !== snap.layer) return;  // codes of another layer: wait for the kernel
+    const values = localValues(snap, colorBy, feature);
+    if (!values) return;
+    snap = { ...snap, values, range: [0, scaleMax(values)], colorBy, feature };
+    colorSelect.value = colorBy;
+    paint();
+  }
+
   ctx.onResult("heatmap", draw);
+  ctx.on("change:selected_feature", "heatmap.local", repaintLocally);
   ctx.on("change:selected_token", "heatmap.selection", markSelection);
   ctx.on("change:diff", "heatmap.paint", paint);
-  ctx.on("change:color_by", "heatmap.color_by", () => { colorSelect.value = String(model.get("color_by") || "strongest"); });
+  ctx.on("change:color_by", "heatmap.color_by", () => { colorSelect.value = String(model.get("color_by") || "strongest"); repaintLocally(); });
   return el;
 }

@@ -1,8 +1,9 @@
-// Feature labels the front end already knows (from the sidebar rows, the steering edits, the search results):
-// the heatmap's tooltip shows them beside feature ids.
+// Feature labels the front end knows: `feature_labels` (every feature among the prompt's codes at the layer in
+// view, sent with the heatmap), then the sidebar rows, the steering edits, the search results. The heatmap's
+// tooltip shows them beside feature ids.
 
 /**
- * @param {{get(name: string): any}} model
+ * @param {import("./model").Model} model
  * @param {number} layer
  * @returns {Map<number, string>}
  */
@@ -14,6 +15,8 @@ export function knownLabels(model, layer) {
     const f = Number(row.feature);
     if (Number.isInteger(f) && !out.has(f)) out.set(f, String(row.label));
   };
+  const all = model.get("feature_labels") || {};
+  for (const [f, label] of Object.entries(all)) if (label) out.set(Number(f), String(label));
   for (const row of model.get("sidebar") || []) add(row, true);
   for (const row of model.get("edits") || []) add(row, Number(row?.layer) === layer);
   for (const row of model.get("search_results") || []) add(row, Number(row?.layer) === layer);

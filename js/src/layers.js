@@ -4,13 +4,17 @@ import { toFloat32 } from "./buffers.js";
 import { h, clear, fmt } from "./dom.js";
 import { coalescer } from "./frame.js";
 
-/** the four columns of a `layer_chart` row, with Okabe-Ito (colour-blind safe) colours */
-export const METRICS = [
-  { key: "feature_act", name: "feature activation", color: "#0072B2" },
-  { key: "l0", name: "L0 (active features)", color: "#E69F00" },
-  { key: "recon_error", name: "reconstruction error", color: "#009E73" },
-  { key: "top_act", name: "top activation", color: "#CC79A7" },
-];
+import { CHART_COLUMNS } from "./constants.js";
+
+/** how each `layer_chart` column is shown, with Okabe-Ito (colour-blind safe) colours */
+const SHOWN = /** @type {Record<string, {name: string, color: string}>} */ ({
+  feature_act: { name: "feature activation", color: "#0072B2" },
+  l0: { name: "L0 (active features)", color: "#E69F00" },
+  recon_error: { name: "reconstruction error", color: "#009E73" },
+  top_act: { name: "top activation", color: "#CC79A7" },
+});
+/** the columns of a `layer_chart` row, in the order Python writes them (contract.json) */
+export const METRICS = CHART_COLUMNS.map((key) => ({ key, ...(SHOWN[key] || { name: key, color: "#888" }) }));
 
 /** @param {number} a @param {number} b */
 const gcd = (a, b) => (b ? gcd(b, a % b) : a);

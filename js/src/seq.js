@@ -25,11 +25,13 @@ export class SeqGuard {
 }
 
 /**
- * True when Python has accepted a request whose result has not arrived yet.
+ * True when Python has accepted a request that has not finished yet. A request that failed is finished too
+ * (`status.done_seq`): its error shows in the status line and the last good result is not greyed out for good.
  * @param {{get(name: string): any}} model
  */
 export function isStale(model) {
   const req = Number(model.get("request_seq") ?? 0);
   const res = Number(model.get("result_seq") ?? 0);
-  return res < req;
+  const done = Number((model.get("status") || {}).done_seq ?? 0);
+  return Math.max(res, Number.isFinite(done) ? done : 0) < req;
 }

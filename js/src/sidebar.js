@@ -114,13 +114,18 @@ export function createSidebar(ctx) {
     clear(results);
     if (!q) { results.hidden = true; return; }
     results.hidden = false;
+    const err = String(model.get("search_error") || "");
+    if (err) {  // said by the search box, not only in the status line
+      results.append(h("div", { class: "qscope-error qscope-search-error", dataset: { qscope: "search-error" }, role: "alert", text: err }));
+      return;
+    }
     if (!rows.length) {
       results.append(h("div", { class: "qscope-muted", text: `no features match “${q}”` }));
       return;
     }
     for (const r of rows) {
       const layer = Number(r.layer), feature = Number(r.feature);
-      results.append(h("button", {
+      const pick = h("button", {
         type: "button", class: "qscope-search-result", dataset: { qscope: "search-result", layer, feature },
         onclick: () => ctx.safe("sidebar.search", () => model.send({ type: "select_feature", layer, feature })),
       }, [
@@ -128,9 +133,15 @@ export function createSidebar(ctx) {
         h("span", { class: "qscope-flabel", text: r.label || "" }),
         h("span", {
           class: "qscope-muted",
-          text: `${r.activation != null ? `fires ${fmt(Number(r.activation))} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,
+          text: `${r.activation != null ? `fires ${fmt(Number(r.activation))}${r.token != null ? ` on “${String(r.token)}”` : ""} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,
         }),
-      ]));
+      ]);
+      const pin = h("button", {
+        type: "button", class: "qscope-btn", dataset: { qscope: "search-pin", layer, feature }, title: "pin to steer",
+        "aria-label": `pin layer ${layer} feature ${feature}`,
+        onclick: () => ctx.safe("sidebar.search", () => model.send({ type: "pin", layer, feature })),
+      }, ["pin"]);
+      results.append(h("div", { class: "qscope-search-row" }, [pick, pin]));
     }
   }
 
@@ -144,6 +155,7 @@ export function createSidebar(ctx) {
   ctx.on("change:sidebar_title", "sidebar", () => { if (ctx.current()) title.textContent = String(model.get("sidebar_title") || ""); });
   ctx.on("change:selected_feature", "sidebar.select", markSelected);
   ctx.on("change:search_results", "sidebar.results", drawResults);
+  ctx.on("change:search_error", "sidebar.results", drawResults);
   ctx.on("change:search_query", "sidebar.results", () => { syncQuery(); drawResults(); });
   syncQuery();
   drawResults();

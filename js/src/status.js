@@ -17,7 +17,7 @@ export function createStatus(ctx) {
     const s = model.get("status") || {};
     const busy = Boolean(s.busy) || isStale(model);
     el.dataset.busy = String(busy);
-    stage.textContent = busy ? (s.stage ? `${s.stage}…` : "working…") : (s.stage || "ready");
+    stage.textContent = busy ? (s.stage ? `${s.stage}…` : "working…") : (s.message || s.stage || "ready");
     const ms = Number(s.latency_ms);
     latency.textContent = Number.isFinite(ms) && ms > 0 ? `${Math.round(ms)} ms` : "";
     const parts = [];

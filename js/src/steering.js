@@ -4,19 +4,37 @@
 import { h, clear, fmt, visibleToken } from "./dom.js";
 import { coalescer } from "./frame.js";
 
-const MODES = ["add", "clamp", "ablate"];
+import { MODES, SLIDER_POSITIONS, STEER_POSITIONS } from "./constants.js";
 
 /** @param {any} e */
 const keyOf = (e) => `${Number(e.layer)}/${Number(e.feature)}`;
 
-/** A round step giving ~200 positions over the range. @param {number} lo @param {number} hi */
+/** A round step giving ~SLIDER_POSITIONS positions over the range (Python sends `step`; this is the fallback).
+ * @param {number} lo @param {number} hi */
 export function niceStep(lo, hi) {
   const span = Math.abs(hi - lo);
   if (!(span > 0) || !Number.isFinite(span)) return 0.01;
-  const raw = span / 200;
+  const raw = span / SLIDER_POSITIONS;
   const p = 10 ** Math.floor(Math.log10(raw));
   const m = raw / p;
   return (m < 1.5 ? 1 : m < 3.5 ? 2 : m < 7.5 ? 5 : 10) * p;
+}
+
+/** A Python literal: numbers as written, strings JSON-quoted (valid Python for these). @param {any} x */
+const py = (x) => (typeof x === "string" ? JSON.stringify(x) : String(x));
+
+/**
+ * The enabled edits as Python that reproduces the steered run ("copy as code").
+ * @param {import("./context.js").Model} model @returns {string}
+ */
+export function steeringCode(model) {
+  const edits = /** @type {any[]} */ (model.get("edits") || []).filter((e) => e.enabled !== false);
+  const where = String(model.get("steer_positions") || "all");
+  const sel = Number(model.get("selected_token") ?? -1);
+  const pos = where === "generated" ? ', positions="generated"' : where === "selected" && sel >= 0 ? `, positions=[${sel}]` : "";
+  const lines = edits.map((e) => `    SteeringEdit(layer=${Number(e.layer)}, feature=${Number(e.feature)}, strength=${Number(e.strength)}, mode=${py(String(e.mode || "add"))}${pos}),`);
+  return ["from qscope_widgets import SteeringEdit", "", "edits = [", ...lines, "]",
+    `trace = scope.run(${py(String(model.get("prompt") ?? ""))}, steering=edits)`, ""].join("\n");
 }
 
 /** @param {import("./context.js").Context} ctx */
@@ -52,6 +70,29 @@ export function createSteering(ctx) {
   const patchOne = (k, patch) => { frame.cancel(); commit((list) => list.map((e) => (keyOf(e) === k ? patch(e) : e))); };
 
   const editsEl = h("div", { class: "qscope-edits", dataset: { qscope: "edits" } });
+
+  // where the edits apply, and "copy as code"
+  const POSITION_TEXT = /** @type {Record<string, string>} */ ({ all: "all tokens", selected: "selected token", generated: "generated only" });
+  const positions = /** @type {HTMLSelectElement} */ (h("select", {
+    class: "qscope-select", dataset: { qscope: "steer-positions" }, "aria-label": "where the edits apply",
+    onchange: () => ctx.safe("steering.positions", () => { model.set("steer_positions", positions.value); model.save_changes(); }),
+  }, STEER_POSITIONS.map((p) => h("option", { value: p, text: POSITION_TEXT[p] || p }))));
+  const codeEl = /** @type {HTMLElement} */ (h("pre", { class: "qscope-code", dataset: { qscope: "code" }, hidden: true }));
+  const copy = h("button", {
+    type: "button", class: "qscope-btn", dataset: { qscope: "copy-code" }, title: "the current edits as Python (copied to the clipboard)",
+    onclick: () => ctx.safe("steering.copy", () => {
+      const text = steeringCode(model);
+      codeEl.textContent = text;
+      codeEl.hidden = false;
+      globalThis.navigator?.clipboard?.writeText(text).catch(() => {});
+    }),
+  }, ["copy as code"]);
+  const toolbar = h("div", { class: "qscope-edit-controls qscope-steer-toolbar" }, [
+    h("label", { class: "qscope-inline" }, ["apply to ", positions]), copy,
+  ]);
+  const syncPositions = () => { positions.value = String(model.get("steer_positions") || "all"); };
+  ctx.on("change:steer_positions", "steering.positions", syncPositions);
+  syncPositions();
   const emptyEl = h("div", { class: "qscope-muted qscope-empty", text: "No steering edits. Pin a feature from the sidebar to steer with it." });
 
   /** @param {any} e */
@@ -153,77 +194,11 @@ export function createSteering(ctx) {
     emptyEl.hidden = edits.length > 0;
   }
 
-  // ---- next tokens: baseline vs steered
-  const nextEl = h("div", { class: "qscope-next", dataset: { qscope: "next-tokens" } });
-  /** @param {string} title @param {any[]} rows @param {Set<string>} other */
-  function column(title, rows, other) {
-    const maxP = Math.max(1e-9, ...rows.map((r) => Number(r[1]) || 0));
-    return h("div", { class: "qscope-next-col" }, [
-      h("div", { class: "qscope-col-title", text: title }),
-      ...rows.map(([tok, p]) => h("div", {
-        class: `qscope-next-row${other.has(String(tok)) ? "" : " qscope-new"}`, dataset: { token: String(tok), prob: String(p) },
-      }, [
-        h("span", { class: "qscope-mono qscope-next-tok" }, [visibleToken(String(tok)).node]),
-        h("span", { class: "qscope-bar" }, [h("span", { class: "qscope-bar-fill", style: { width: `${(Number(p) / maxP) * 100}%` } })]),
-        h("span", { class: "qscope-num", text: `${(Number(p) * 100).toFixed(1)}%` }),
-      ])),
-    ]);
-  }
-  function drawNext() {
-    const nt = model.get("next_tokens") || {};
-    const base = /** @type {any[]} */ (nt.baseline || []), steer = /** @type {any[]} */ (nt.steered || []);
-    const active = (model.get("edits") || []).some((/** @type {any} */ e) => e.enabled !== false);
-    clear(nextEl);
-    nextEl.append(h("div", { class: "qscope-section-title", text: "next token" }));
-    const cols = h("div", { class: "qscope-next-cols" }, [column("baseline", base, new Set(steer.map((r) => String(r[0]))))]);
-    if (active && steer.length) cols.append(column("steered", steer, new Set(base.map((r) => String(r[0])))));
-    nextEl.append(cols);
-    if (!base.length) nextEl.append(h("div", { class: "qscope-muted", text: "no prediction yet" }));
-  }
-
-  // ---- the streamed continuation
-  const contBase = h("div", { class: "qscope-cont-text", dataset: { qscope: "continuation-baseline" } });
-  const contSteer = h("div", { class: "qscope-cont-text", dataset: { qscope: "continuation-steered" } });
-  const contEl = h("div", { class: "qscope-continuation", dataset: { qscope: "continuation" } }, [
-    h("div", { class: "qscope-section-title", text: "continuation" }),
-    h("div", { class: "qscope-cont-cols" }, [
-      h("div", { class: "qscope-cont-col" }, [h("div", { class: "qscope-col-title", text: "baseline" }), contBase]),
-      h("div", { class: "qscope-cont-col" }, [h("div", { class: "qscope-col-title", text: "steered" }), contSteer]),
-    ]),
-  ]);
-  /** @param {number} [seq] the result drawn (or being drawn) */
-  function drawContinuation(seq = ctx.guard.drawn) {
-    const c = model.get("continuation") || {};
-    const off = Number(model.get("continuation_tokens") ?? 0) <= 0;
-    contEl.hidden = off;
-    const fresh = Number(c.seq) === seq;
-    contEl.dataset.seq = String(c.seq ?? "");
-    contEl.dataset.done = String(fresh && Boolean(c.done));
-    const fill = (/** @type {HTMLElement} */ box, /** @type {string} */ text) => {
-      clear(box);
-      if (!fresh) {
-        box.append(h("span", { class: "qscope-muted", text: "generating…" }));
-        return;
-      }
-      const t = String(text ?? "");
-      box.append(t || (c.done ? h("span", { class: "qscope-muted", text: "(empty: end of text first)" }) : ""));
-      if (!c.done) box.append(h("span", { class: "qscope-cursor", "aria-hidden": "true", text: "▍" }));
-    };
-    fill(contBase, c.baseline);
-    fill(contSteer, c.steered);
-  }
-
-  const side = h("div", { class: "qscope-steer-side" }, [nextEl, contEl]);
   const el = h("div", { class: "qscope-steering", dataset: { qscope: "steering" } }, [
-    h("div", { class: "qscope-edits-wrap" }, [h("div", { class: "qscope-section-title", text: "steering" }), emptyEl, editsEl]),
-    side,
+    h("div", { class: "qscope-edits-wrap" }, [h("div", { class: "qscope-section-title", text: "steering" }), emptyEl, editsEl, toolbar, codeEl]),
   ]);
 
-  ctx.onResult("steering", (seq) => { drawNext(); drawContinuation(seq); });
-  ctx.on("change:edits", "steering.edits", () => { updateAll(); if (ctx.current()) drawNext(); });
-  ctx.on("change:next_tokens", "steering", () => { if (ctx.current()) drawNext(); });
-  ctx.on("change:continuation", "steering.continuation", () => drawContinuation());
-  ctx.on("change:continuation_tokens", "steering.continuation", () => drawContinuation());
+  ctx.on("change:edits", "steering.edits", () => updateAll());
   updateAll();
   return el;
 }

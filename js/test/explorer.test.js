@@ -69,9 +69,13 @@ describe("explorer", () => {
 
   it("an unknown _view still renders an error instead of a dead cell", async () => {
     vi.spyOn(console, "error").mockImplementation(() => {});
-    const model = new FakeModel(explorerState({ _view: "nope" }));
+    const model = new FakeModel(explorerState({ _view: "nope", _panels: [] }));
     const { $ } = await mount(model);
-    expect($("[data-qscope='error']").textContent).toContain("unknown _view");
+    expect($("[data-qscope='error']").textContent).toContain("declares no panels");
+    const model2 = new FakeModel(explorerState({ _view: "nope", _panels: ["heatmap", "not_built"] }));
+    const m2 = await mount(model2);
+    expect(m2.$("[data-qscope='error']").textContent).toContain("no front-end component for panel \"not_built\"");
+    expect(m2.$("[data-qscope='heatmap']")).not.toBeNull();  // the panels that exist still draw
   });
 
   it("sidebar selection recolours: color_by feature + selected_feature are sent together", async () => {

@@ -70,10 +70,18 @@ export class FakeModel {
   listenerCount() { let n = 0; for (const s of this.listeners.values()) n += s.size; return n; }
 }
 
+/** The panels of each Python view class (qscope_widgets/widgets/explorer.py). */
+export const VIEW_PANELS = /** @type {Record<string, string[]>} */ ({
+  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation"],
+  heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation"],
+});
+
 /** A realistic explorer state: 4 tokens, k=3, layers 0..3 with SAEs on 1..3. */
 export function explorerState(over = {}) {
+  const view = /** @type {any} */ (over)._view || "explorer";
   return {
     _view: "explorer",
+    _panels: VIEW_PANELS[view] || [],
     prompt: "In the beginning",
     layer: 1,
     selected_token: -1,
@@ -120,7 +128,8 @@ export function edit(over = {}) {
 
 /** render a view into a fresh element attached to the document */
 export async function mount(model) {
-  const { render } = await import("../src/index.js");
+  const { default: widget } = await import("../src/index.js");
+  const render = widget.render;
   const el = document.createElement("div");
   document.body.append(el);
   const cleanup = render({ model, el });

@@ -179,8 +179,13 @@ describe("steering sliders", () => {
     expect(cont.dataset.done).toBe("true");
     model.update({ continuation: { seq: 3, baseline: "", steered: "x", done: true } });
     expect($("[data-qscope='continuation-baseline']").textContent).toContain("empty");
+    expect($("[data-qscope='continuation-note']").textContent).toBe("");
+    model.update({ continuation: { seq: 3, baseline: "", steered: "", done: true, note: "the model ends the text right away" } });
+    expect($("[data-qscope='continuation-note']").textContent).toContain("ends the text");
     model.update({ continuation_tokens: 0 });
-    expect(cont.hidden).toBe(true);
+    expect(cont.dataset.off).toBe("true");  // the text hides; the controls stay, to turn it back on
+    expect(/** @type {HTMLElement} */ (cont.querySelector(".qscope-cont-cols")).hidden).toBe(true);
+    expect($("[data-qscope='continuation-tokens']")).not.toBeNull();
   });
 
   it("empty edits show a hint once", async () => {

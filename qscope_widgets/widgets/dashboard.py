@@ -15,8 +15,10 @@ import traitlets as t
 
 from ..errors import QScopeError
 from ..validate import format_feature_url
+from .export.mixin import StaticExport
 from . import assets
-from .explorer import ScopeWidget, _error_text, latest_explorer
+from .scope_widget import ScopeWidget, latest_explorer, live_widgets
+from .status import error_text
 
 
 def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict[str, Any]:
@@ -41,7 +43,13 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict
     return data
 
 
-class FeatureDashboard(anywidget.AnyWidget):
+def describe_view(w: ScopeWidget) -> str:
+    """A short name for a view the user can recognise: its class, number and prompt."""
+    n = sum(1 for x in live_widgets() if type(x) is type(w) and x._created <= w._created)
+    return f"{type(w).__name__} #{n} (prompt {w.prompt[:30]!r})"
+
+
+class FeatureDashboard(StaticExport, anywidget.AnyWidget):
     """``scope.feature(layer, id)``: everything known about one feature, with a button to steer it."""
 
     _esm = assets.esm()
@@ -68,14 +76,19 @@ class FeatureDashboard(anywidget.AnyWidget):
             self.data = feature_data(self.scope, self.layer, self.feature, url=self.feature_url)
             self.status = {"busy": False, "error": ""}
         except QScopeError as exc:
-            self.status = {"busy": False, "error": _error_text(exc)}
+            self.status = {"busy": False, "error": error_text(exc)}
+
+    def pin_target(self) -> ScopeWidget | None:
+        """Where the pin button pins: the explorer passed in, else the newest open view on the same scope that
+        has steering sliders (never a standalone heatmap or layer scrubber)."""
+        return self.explorer or latest_explorer(self.scope)
 
     def pin(self) -> dict[str, Any]:
-        """Pin this feature into the explorer's steering sliders."""
-        target = self.explorer or latest_explorer(self.scope)
+        """Pin this feature into the explorer's steering sliders; returns its row."""
+        target = self.pin_target()
         if target is None:
-            raise QScopeError("no explorer to pin into: open one with scope.explore(prompt) first, or pass "
-                              "explorer=... to scope.feature")
+            raise QScopeError("no explorer with steering sliders to pin into: open one with scope.explore(prompt) "
+                              "first, or pass explorer=... to scope.feature")
         return target.pin(self.layer, self.feature)
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
@@ -84,15 +97,17 @@ class FeatureDashboard(anywidget.AnyWidget):
             return
         try:
             self.pin()
-            self.status = {"busy": False, "error": "", "pinned": True}
+            target = self.pin_target()
+            self.status = {"busy": False, "error": "", "pinned": True,
+                           "message": f"pinned L{self.layer} #{self.feature} into {describe_view(target)}"}
         except QScopeError as exc:
-            self.status = {"busy": False, "error": _error_text(exc)}
+            self.status = {"busy": False, "error": error_text(exc)}
 
     def contexts_dataframe(self):
         """The top contexts as a DataFrame (rank, activation, text with the activating token in guillemets)."""
         import pandas as pd
 
-        from .view_state import context_preview
+        from .features import context_preview
 
         rows = [{"rank": c["rank"], "activation": c["activation"], "document": c["document"],
                  "position": c["position"], "text": context_preview(c["tokens"], c["center"], width=12)}

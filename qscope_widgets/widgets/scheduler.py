@@ -12,16 +12,22 @@ Nothing here knows about widgets or torch: it is tested on its own.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generic, TypeVar
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 
 class Superseded(Exception):
     """Raised inside a job when a newer request made its result useless."""
+
+
+class PublishError(RuntimeError):
+    """Handed to ``publish`` when publishing a job's result raised: the worker survives and says so."""
 
 
 @dataclass
@@ -57,6 +63,8 @@ class RunScheduler(Generic[R]):
         self._closed = False
         self.skipped = 0          # requests coalesced away before they ran (a figure for benchmarks/tests)
         self.runs = 0
+        self.errors = 0           # publish failures survived (each reported through publish, or logged)
+        self.last_error: BaseException | None = None
         self._thread = threading.Thread(target=self._loop, name=f"{name}-scheduler", daemon=True)
         self._thread.start()
 
@@ -132,6 +140,10 @@ class RunScheduler(Generic[R]):
                 self._running = job
             try:
                 self._run(job)
+            except BaseException:  # noqa: BLE001 - nothing a job does may stop the worker serving later ones
+                self.errors += 1
+                log.exception("qscope-widgets: request %s failed outside its job", job.seq)
+                self._mark_published(job.seq)
             finally:
                 with self._cond:
                     self._running = None
@@ -150,16 +162,35 @@ class RunScheduler(Generic[R]):
             result = exc
         self.runs += 1
         try:
-            self._publish(job, result)
+            published = self._deliver(job, result)
         finally:
             self._mark_published(job.seq)
-        if self._after is not None and not isinstance(result, BaseException) and not stale():
+        if published and self._after is not None and not isinstance(result, BaseException) and not stale():
             try:
                 self._after(job, result, stale)
             except Superseded:
                 pass
-            except Exception as exc:  # noqa: BLE001 - shown like any other error; the worker must survive
-                self._publish(job, exc)
+            except BaseException as exc:  # noqa: BLE001 - shown like any other error; the worker must survive
+                self._deliver(job, exc)
+
+    def _deliver(self, job: Job[R], result: Any) -> bool:
+        """``publish(job, result)``; if publishing itself raises, publish that error instead (so the status line
+        says what went wrong), and if even that fails, log it. Never raises: the worker keeps serving.
+
+        Returns True when ``result`` itself was published.
+        """
+        try:
+            self._publish(job, result)
+            return True
+        except BaseException as exc:  # noqa: BLE001 - a publish failure must not kill the worker thread
+            self.errors += 1
+            self.last_error = exc
+            try:
+                self._publish(job, PublishError(f"showing the result of request {job.seq} failed: "
+                                                f"{type(exc).__name__}: {exc}"))
+            except BaseException:  # noqa: BLE001
+                log.exception("qscope-widgets: publishing request %s failed, and so did reporting it", job.seq)
+            return False
 
     def _mark_published(self, seq: int) -> None:
         with self._cond:
