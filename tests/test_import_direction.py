@@ -7,21 +7,15 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "qscope_widgets"
-CORE = {"scope", "hooks", "sae", "trace", "steering", "generation", "tokens", "errors", "model_layers", "html"}
+CORE = {"scope", "hooks", "sae", "trace", "steering", "generation", "tokens", "errors", "model_layers", "html", "validate"}
 WIDGETS = {"widgets"}
 # The deliberate thin lazy entry points by which core reaches up (Scope.explore -> widgets, ...).
 ENTRY_POINTS = {"explore", "feature", "index", "load_index", "attribute", "contrast", "monitor", "export", "demo"}
 
-# TEMPORARY (drop at merge): crossings owned by the "index" helper, fixed on its branch (issue 11's index part).
-# Each entry is (importing module, imported module[, name]). The widget side has none.
-TEMPORARY_ALLOW = {
-    ("qscope_widgets.index.store", "qscope_widgets.index.builder", "_vocab_strings"),
-    ("qscope_widgets.widgets.dashboard", "qscope_widgets.index.builder", "_vocab_strings"),
-}
+TEMPORARY_ALLOW: set[tuple[str, ...]] = set()
 
 
-# TEMPORARY (drop at merge): index/store.py <-> index/builder.py import each other; the "index" helper splits them.
-TEMPORARY_ALLOW_CYCLE = {("qscope_widgets.index.store", "qscope_widgets.index.builder")}
+TEMPORARY_ALLOW_CYCLE: set[tuple[str, str]] = set()
 
 
 def modules() -> dict[str, Path]:
