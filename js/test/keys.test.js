@@ -155,3 +155,20 @@ describe("search results", () => {
     expect(model.sent.at(-1)).toEqual({ type: "select_feature", layer: 2, feature: 42 });
   });
 });
+
+describe("sliders where the notebook cancels arrow keys (Notebook 7)", () => {
+  it("a cancelled arrow still moves the focused slider and sends the value", async () => {
+    const model = new FakeModel(explorerState({ edits: [edit()] }));
+    const { $ } = await mount(model);
+    const cancel = (/** @type {Event} */ e) => e.preventDefault();
+    document.addEventListener("keydown", cancel, true);
+    try {
+      const layer = $("input[data-qscope='layer']");
+      const before = layer.value;
+      layer.dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true, cancelable: true }));
+      expect(layer.value).not.toBe(before);
+    } finally {
+      document.removeEventListener("keydown", cancel, true);
+    }
+  });
+});
