@@ -1,6 +1,11 @@
 """Node attribution: one forward and one backward per group of layers (``grad_x_act``), or one batched forward and
 backward per layer (``ig``, integrated gradients with ``steps`` points on the path).
 
+When the SAEs of every requested layer fit the bank's budget they are all spliced into one pass; otherwise
+``grad_x_act`` taps the residual gradients in one pass without SAEs and streams the SAEs through the bank
+afterwards, one layer at a time (the same numbers: see :func:`_grad_x_act_streamed`), and ``ig`` needs only one
+layer's SAE at a time anyway.
+
 ``attribution(node) = activation x d metric / d activation`` estimates ``metric(clean) - metric(node ablated)``
 (ablated = the feature's code set to 0 at that layer and position, the rest of the model running normally; for an
 error node, the error vector removed). Integrated gradients replace the gradient at the clean point by its mean
@@ -58,17 +63,13 @@ def resolve_layers(scope: "Scope", layers: Any) -> list[int]:
     return out
 
 
-def layer_groups(scope: "Scope", layers: list[int]) -> list[list[int]]:
-    """Split ``layers`` into groups whose SAEs fit the bank's byte budget together (one group when unbounded).
-
-    The splice passes gradients straight through, so per-group passes give the same attributions as one pass.
-    """
+def fits_in_bank(scope: "Scope", layers: list[int]) -> bool:
+    """Do the SAEs of ``layers`` fit the bank's byte budget together (always, when it is unbounded)?"""
     bank = scope.saes
     if bank.max_bytes is None:
-        return [list(layers)]
+        return True
     per_layer = bank.get(layers[0]).nbytes()  # releases use one width for every layer
-    fit = max(1, int(bank.max_bytes // max(per_layer, 1)))
-    return [layers[i:i + fit] for i in range(0, len(layers), fit)]
+    return per_layer * len(layers) <= bank.max_bytes
 
 
 def forward_logits(scope: "Scope", ids: Tensor) -> Tensor:
@@ -86,22 +87,63 @@ def _scalar_metric(target: Target, logits: Tensor) -> Tensor:
 
 
 def _grad_x_act(scope: "Scope", ids: Tensor, target: Target, layers: list[int]) -> dict[int, dict[str, Tensor]]:
+    """All SAEs spliced at once: one forward, one backward."""
+    saes = {n: scope.saes.get(n) for n in layers}
+    with sae_splice(scope.layers, saes) as nodes:
+        logits = forward_logits(scope, ids)
+    m = _scalar_metric(target, logits[0])
+    leaves = [t for n in layers for t in (nodes[n].values, nodes[n].err)]
+    grads = torch.autograd.grad(m, leaves, allow_unused=True)
     out: dict[int, dict[str, Tensor]] = {}
-    for group in layer_groups(scope, layers):
-        saes = {n: scope.saes.get(n) for n in group}
-        with sae_splice(scope.layers, saes) as nodes:
-            logits = forward_logits(scope, ids)
-        m = _scalar_metric(target, logits[0])
-        leaves = [t for n in group for t in (nodes[n].values, nodes[n].err)]
-        grads = torch.autograd.grad(m, leaves, allow_unused=True)
-        for i, n in enumerate(group):
-            gv, ge = grads[2 * i], grads[2 * i + 1]
-            nd = nodes[n]
-            gv = torch.zeros_like(nd.values) if gv is None else gv
-            ge = torch.zeros_like(nd.err) if ge is None else ge
-            out[n] = _pack(nd.ids[0], nd.clean_values[0], (nd.clean_values[0] * gv[0]),
-                           nd.clean_err[0], (nd.clean_err[0] * ge[0]).sum(-1))
-        del saes, nodes, leaves, grads, logits, m
+    for i, n in enumerate(layers):
+        gv, ge = grads[2 * i], grads[2 * i + 1]
+        nd = nodes[n]
+        gv = torch.zeros_like(nd.values) if gv is None else gv
+        ge = torch.zeros_like(nd.err) if ge is None else ge
+        out[n] = _pack(nd.ids[0], nd.clean_values[0], nd.clean_values[0] * gv[0], nd.clean_err[0],
+                       (nd.clean_err[0] * ge[0]).sum(-1))
+    return out
+
+
+def _grad_x_act_streamed(scope: "Scope", ids: Tensor, target: Target,
+                         layers: list[int]) -> dict[int, dict[str, Tensor]]:
+    """Same numbers as :func:`_grad_x_act` when the SAEs do not all fit the bank's budget: one forward and one
+    backward *without* SAEs tap each layer's residual ``h`` and its gradient ``g = d metric / d h`` (a zero-valued
+    leaf added to the output), then the SAEs pass through the bank one layer at a time: ``codes, err`` from ``h``,
+    ``attribution = z * (W_dec[:, f] . g)``, ``err . g``. Valid because the splice passes gradients straight
+    through, so ``d metric / d z_f = W_dec[:, f] . g`` exactly."""
+    taps: dict[int, Tensor] = {}
+    resid: dict[int, Tensor] = {}
+
+    def make_hook(idx: int):
+        def hook(module, args, output):
+            h = output[0] if isinstance(output, tuple) else output
+            tap = torch.zeros((), dtype=h.dtype, device=h.device).expand_as(h).clone().requires_grad_(True)
+            taps[idx], resid[idx] = tap, h.detach()
+            new_h = h + tap
+            return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h
+
+        return hook
+
+    handles = [scope.layers[n].register_forward_hook(make_hook(n)) for n in layers]
+    try:
+        logits = forward_logits(scope, ids)
+    finally:
+        for h in handles:
+            h.remove()
+    m = _scalar_metric(target, logits[0])
+    grads = torch.autograd.grad(m, [taps[n] for n in layers], allow_unused=True)
+    out: dict[int, dict[str, Tensor]] = {}
+    for n, g in zip(layers, grads):
+        h = resid.pop(n)[0]
+        g = torch.zeros_like(h) if g is None else g[0]
+        sae = scope.saes.get(n)
+        with torch.no_grad():
+            codes = sae.encode_sparse(h)
+            err = h - sae.decode_sparse(codes.ids, codes.values).to(h.dtype)
+            gz = (g.to(sae.dtype) @ sae.W_dec).gather(-1, codes.ids)  # W_dec[:, f] . g for the active f
+            out[n] = _pack(codes.ids, codes.values, codes.values * gz, err, (err * g).sum(-1))
+        del sae
     return out
 
 
@@ -157,10 +199,11 @@ def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, l
             with torch.inference_mode(False), torch.enable_grad():
                 _scalar_metric(tgt, probe)
         metric = float(tgt.metric(clean_logits).detach())
-        groups = layer_groups(scope, layer_list)
+        streamed = not fits_in_bank(scope, layer_list)
         with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
             if method == "grad_x_act":
-                per_layer = _grad_x_act(scope, ids, tgt, layer_list)
+                fn = _grad_x_act_streamed if streamed else _grad_x_act
+                per_layer = fn(scope, ids, tgt, layer_list)
             else:
                 per_layer = _integrated_gradients(scope, ids, tgt, layer_list, steps)
     probs = clean_logits.softmax(-1)
@@ -169,6 +212,6 @@ def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, l
         scope=scope, token_ids=ids[0].cpu(), tokens=scope.token_strings(ids[0]), position=pos, target=tgt,
         method=method, steps=steps if method == "ig" else None, layers=layer_list, nodes=per_layer, metric=metric,
         predictions=[(scope.token_strings([int(i)])[0], int(i), float(p)) for p, i in zip(top_p, top_i)],
-        meta={"latency_s": time.perf_counter() - t0, "layer_groups": groups,
+        meta={"latency_s": time.perf_counter() - t0, "streamed": streamed and method == "grad_x_act",
               "prompt": prompt if isinstance(prompt, str) else None},
     )

@@ -178,12 +178,12 @@ class AttributionGraph:
             out.append(f'<text x="4" y="{ys(layer) + 3:.1f}" fill="#888">{name}</text>')
         for p in positions:
             out.append(f'<text x="{xs(p):.1f}" y="{height - 12}" text-anchor="middle" fill="#888">'
-                       f'{html.escape(a.tokens[p])}</text>')
+                       f'{_xml(a.tokens[p])}</text>')
         for r in nodes.itertuples():
             x, y = xy[r.id]
             rad = 4 + 12 * (abs(r.attribution) / big) ** 0.5
             c = "#1f77b4" if r.attribution >= 0 else "#d62728"
-            title = html.escape(f"{r.id} {r.label} attribution {r.attribution:+.3g}")
+            title = _xml(f"{r.id} {r.label} attribution {r.attribution:+.3g}")
             if r.kind == "error":
                 shape = (f'<rect x="{x - rad:.1f}" y="{y - rad:.1f}" width="{2 * rad:.1f}" height="{2 * rad:.1f}" '
                          f'fill="{c}" fill-opacity="0.35" stroke="{c}">')
@@ -197,6 +197,13 @@ class AttributionGraph:
 
     def _repr_svg_(self) -> str:
         return self.to_svg()
+
+
+def _xml(text: str) -> str:
+    """Escaped for SVG text: XML 1.0 forbids most control characters (byte-level tokens can hold them)."""
+    clean = "".join(c if c >= " " or c in "\t\n" else "\N{REPLACEMENT CHARACTER}" for c in str(text))
+    clean = "".join(c for c in clean if not 0xFFFE <= ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF)
+    return html.escape(clean)
 
 
 def _plain(v: Any) -> Any:

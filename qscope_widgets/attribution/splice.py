@@ -6,8 +6,9 @@ zero in value (``a - a == 0`` in floating point), so the spliced forward is bit-
 ``d out / d z = W_dec`` (through ``x_hat``), ``d out / d err = I``, and ``d out / d h = I`` so gradients pass on to
 earlier layers as if no SAE were there (Marks et al.'s "pass-through" splice). Because the splice is the identity
 in value and in its gradient to ``h``, the gradient a layer's nodes receive does not depend on which *other*
-layers are spliced in the same pass: layers can be processed in groups (to fit the SAE bank's memory budget) and
-give the same numbers as all at once.
+layers are spliced in the same pass: the gradient at a layer's output can even be taken with no SAE in the pass at
+all and the codes' gradients computed afterwards (``W_dec[:, f] . g``), which is how attribution streams layers
+that do not fit the SAE bank's memory budget together.
 
 For integrated gradients one layer at a time takes a *path*: with a per-row scale ``alpha`` (the batch holds one
 row per step), the layer's output becomes ``decode(alpha * z) + alpha * err`` and the leaves are the scaled codes
