@@ -13,6 +13,7 @@ For the embedded demo (6 layers, d 256, 4096 features) and the mid random Qwen3.
 Cases are interleaved (each repeat runs them all) so background load hits them alike; compare the ratios.
 
     python benchmarks/attribution_speed.py [--seq 64] [--repeats 3] [--steps 8] [--only demo|mid] [--device cpu]
+                                           [--no-ig] [--no-warmup]
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ DEMO_TEXT = ("And God said, Let there be light: and there was light. And God saw
              "Night. And the evening and the morning were the first day.")
 
 
-def cases_for(scope: Scope, ids: torch.Tensor, target: int, steps: int, device: str):
+def cases_for(scope: Scope, ids: torch.Tensor, target: int, steps: int, device: str, ig: bool = True):
     model = scope.model
     a = scope.attribute(ids, target)  # graph/verify run on one fixed attribution
 
@@ -41,7 +42,7 @@ def cases_for(scope: Scope, ids: torch.Tensor, target: int, steps: int, device: 
         with torch.inference_mode():
             model(input_ids=ids[None].to(device), use_cache=False)
 
-    return {
+    cases = {
         "bare forward": bare,
         "run, SAEs on all layers": lambda: scope.run(ids),
         "attribute grad_x_act, all layers": lambda: scope.attribute(ids, target),
@@ -49,15 +50,19 @@ def cases_for(scope: Scope, ids: torch.Tensor, target: int, steps: int, device: 
         "graph, 50 nodes": lambda: a.graph(max_nodes=50),
         "verify, top 20": lambda: a.verify(20),
     }
+    if not ig:
+        cases = {k: v for k, v in cases.items() if not k.startswith("attribute ig")}
+    return cases
 
 
-def bench(name: str, scope: Scope, ids: torch.Tensor, repeats: int, steps: int, device: str) -> None:
+def bench(name: str, scope: Scope, ids: torch.Tensor, repeats: int, steps: int, device: str, ig: bool = True,
+          warmup: bool = True) -> None:
     with torch.inference_mode():
         logits = scope.model(input_ids=ids[None].to(device), use_cache=False).logits[0, -1]
     target = int(logits.argmax())
-    cases = cases_for(scope, ids, target, steps, device)
+    cases = cases_for(scope, ids, target, steps, device, ig)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    for f in cases.values():  # warm up
+    for f in cases.values() if warmup else [cases["bare forward"]]:  # warm up
         f()
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeats):
@@ -84,6 +89,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", default=None, help="'demo' or 'mid'")
+    ap.add_argument("--no-ig", action="store_true", help="skip integrated gradients (the slowest case)")
+    ap.add_argument("--no-warmup", action="store_true", help="warm up the bare forward only")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     quiet_transformers()
@@ -91,13 +98,13 @@ def main() -> None:
     if a.only in (None, "demo"):
         scope = Scope.demo(device=a.device) if a.device != "cpu" else Scope.demo()
         ids = scope.tokenize(DEMO_TEXT)[0, :a.seq].cpu()
-        bench("demo (6L, d=256)", scope, ids, a.repeats, a.steps, a.device)
+        bench("demo (6L, d=256)", scope, ids, a.repeats, a.steps, a.device, not a.no_ig, not a.no_warmup)
     if a.only in (None, "mid"):
         spec = CONFIGS["mid (12L, d=768, ~100M)"]
         model, saes = build(*spec, device=a.device, dtype=torch.float32)
         scope = Scope(model, _Tok(), saes)
         ids = torch.randint(0, spec[3], (a.seq,), generator=torch.Generator().manual_seed(0))
-        bench("mid (12L, d=768, ~100M)", scope, ids, a.repeats, a.steps, a.device)
+        bench("mid (12L, d=768, ~100M)", scope, ids, a.repeats, a.steps, a.device, not a.no_ig, not a.no_warmup)
 
 
 if __name__ == "__main__":
