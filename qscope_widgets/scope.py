@@ -471,3 +471,24 @@ class Scope:
         from .widgets import FeatureDashboard
 
         return FeatureDashboard(self, layer, feature, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ attribution
+    @property
+    def lock(self) -> threading.RLock:
+        """The re-entrant lock every hooked pass holds; analysis code that installs its own hooks takes it too."""
+        return self._lock
+
+    def attribute(self, prompt: PromptLike, target: Any, *, position: int = -1, layers: Any = None,
+                  method: str = "grad_x_act", steps: int = 8):
+        """Which SAE features made the model predict ``target`` at ``position``? (Sparse-feature attribution.)
+
+        ``target``: a token (string of exactly one token, or id) whose logit is the metric; a pair ``(a, b)`` for
+        the logit difference ``a - b``; or a callable on that position's ``(vocab,)`` logits returning a scalar.
+        ``layers``: SAE layers to splice (default all; processed in groups when the bank's budget is smaller).
+        ``method``: ``"grad_x_act"`` (one forward + one backward) or ``"ig"`` (integrated gradients, ``steps``
+        points per layer). Each node's attribution estimates ``metric(clean) - metric(node ablated)``. Returns an
+        :class:`~qscope_widgets.attribution.Attribution` (``.to_dataframe()``, ``.verify()``, ``.graph()``).
+        """
+        from .attribution import attribute
+
+        return attribute(self, prompt, target, position=position, layers=layers, method=method, steps=steps)

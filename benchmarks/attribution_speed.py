@@ -1,0 +1,111 @@
+"""What does attribution cost, as a multiple of one forward pass?
+
+For the embedded demo (6 layers, d 256, 4096 features) and the mid random Qwen3.5 config of
+``scope_overhead.py`` (12 layers, d 768, 12,288 features, k 50, ~100M parameters), the median time of
+
+* ``model(input_ids)`` (the bare forward, inference mode: the 1x baseline);
+* ``scope.run`` with SAEs on every layer (what the explorer pays; a second baseline);
+* ``scope.attribute`` over every SAE layer with ``grad_x_act`` (one spliced forward + one backward);
+* ``scope.attribute(method="ig", steps=S)`` over every layer (one batched forward + backward per layer);
+* ``Attribution.graph(max_nodes=50)`` (one forward + one backward per downstream node);
+* ``Attribution.verify(n=20)`` (20 ablated forwards).
+
+Cases are interleaved (each repeat runs them all) so background load hits them alike; compare the ratios.
+
+    python benchmarks/attribution_speed.py [--seq 64] [--repeats 3] [--steps 8] [--only demo|mid] [--device cpu]
+                                           [--no-ig] [--no-warmup]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from qscope_widgets import Scope
+from qscope_widgets.notebook_utils import quiet_transformers
+
+from scope_overhead import CONFIGS, _Tok, build  # noqa: E402  (the same mid config, built the same way)
+
+DEMO_TEXT = ("And God said, Let there be light: and there was light. And God saw the light, that it was good: and "
+             "God divided the light from the darkness. And God called the light Day, and the darkness he called "
+             "Night. And the evening and the morning were the first day.")
+
+
+def cases_for(scope: Scope, ids: torch.Tensor, target: int, steps: int, device: str, ig: bool = True):
+    model = scope.model
+    a = scope.attribute(ids, target)  # graph/verify run on one fixed attribution
+
+    def bare():
+        with torch.inference_mode():
+            model(input_ids=ids[None].to(device), use_cache=False)
+
+    cases = {
+        "bare forward": bare,
+        "run, SAEs on all layers": lambda: scope.run(ids),
+        "attribute grad_x_act, all layers": lambda: scope.attribute(ids, target),
+        f"attribute ig (steps={steps}), all layers": lambda: scope.attribute(ids, target, method="ig", steps=steps),
+        "graph, 50 nodes": lambda: a.graph(max_nodes=50),
+        "verify, top 20": lambda: a.verify(20),
+    }
+    if not ig:
+        cases = {k: v for k, v in cases.items() if not k.startswith("attribute ig")}
+    return cases
+
+
+def bench(name: str, scope: Scope, ids: torch.Tensor, repeats: int, steps: int, device: str, ig: bool = True,
+          warmup: bool = True) -> None:
+    with torch.inference_mode():
+        logits = scope.model(input_ids=ids[None].to(device), use_cache=False).logits[0, -1]
+    target = int(logits.argmax())
+    cases = cases_for(scope, ids, target, steps, device, ig)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    for f in cases.values() if warmup else [cases["bare forward"]]:  # warm up
+        f()
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeats):
+        for k, f in cases.items():
+            sync()
+            t = time.perf_counter()
+            f()
+            sync()
+            times[k].append(time.perf_counter() - t)
+    base = statistics.median(times["bare forward"])
+    n_params = sum(p.numel() for p in scope.model.parameters())
+    print(f"\n{name}: {n_params / 1e6:.1f}M params, {len(scope.sae_layers)} SAE layers of {scope.d_sae} features, "
+          f"seq={len(ids)}, {device}, median of {repeats}")
+    for k, v in times.items():
+        m = statistics.median(v)
+        print(f"  {k:<36} {1000 * m:10.1f} ms   x{m / base:6.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seq", type=int, default=64)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", default=None, help="'demo' or 'mid'")
+    ap.add_argument("--no-ig", action="store_true", help="skip integrated gradients (the slowest case)")
+    ap.add_argument("--no-warmup", action="store_true", help="warm up the bare forward only")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    quiet_transformers()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    if a.only in (None, "demo"):
+        scope = Scope.demo(device=a.device) if a.device != "cpu" else Scope.demo()
+        ids = scope.tokenize(DEMO_TEXT)[0, :a.seq].cpu()
+        bench("demo (6L, d=256)", scope, ids, a.repeats, a.steps, a.device, not a.no_ig, not a.no_warmup)
+    if a.only in (None, "mid"):
+        spec = CONFIGS["mid (12L, d=768, ~100M)"]
+        model, saes = build(*spec, device=a.device, dtype=torch.float32)
+        scope = Scope(model, _Tok(), saes)
+        ids = torch.randint(0, spec[3], (a.seq,), generator=torch.Generator().manual_seed(0))
+        bench("mid (12L, d=768, ~100M)", scope, ids, a.repeats, a.steps, a.device, not a.no_ig, not a.no_warmup)
+
+
+if __name__ == "__main__":
+    main()
