@@ -289,7 +289,13 @@ class Monitor:
     # ------------------------------------------------------------------ scoring text
     def score(self, texts: Any, *, batch_size: int = 16, max_tokens: int | None = None,
               progress: bool | None = None) -> np.ndarray:
-        """One score per text (batched, right-padded), in the order given."""
+        """One score per text (batched, right-padded), in the order given.
+
+        ``texts`` may also be a list of :class:`~qscope_widgets.trace.Trace` s that captured the monitor's layers
+        (``scope.run(text, layers=...)``): then nothing is run again, so many monitors can be compared on the same
+        texts for the cost of one forward each."""
+        if _all_traces(texts):
+            return np.array([self.score_trace(t) for t in texts], dtype=np.float64)
         items = as_texts(texts, "texts")
         tset = tokenize_set(self.scope, items, max_tokens)
         per_text: list[list[Tensor]] = [[] for _ in items]
@@ -331,13 +337,20 @@ class Monitor:
             total += self.token_scores(n, lc.ids, lc.values).cpu()
         return total.numpy().astype(np.float64)
 
+    def score_trace(self, trace: "Trace") -> float:
+        """One text's score from a trace holding the monitor's layers (reduced as :meth:`score` does)."""
+        s = torch.from_numpy(self.scores_from_trace(trace))
+        if self.spec.skip_first and s.numel() > 1:
+            s = s[1:]
+        return self._reduce(s)
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, texts: Any, labels: Any, *, threshold: float | None = None,
                  batch_size: int = 16) -> MonitorEvaluation:
         """ROC AUC of the text scores against 0/1 ``labels`` (1 = what the monitor should flag), and precision /
         recall at ``threshold`` (default: the monitor's own; if it has none, the threshold that maximises
         TPR - FPR on *these* texts, marked as such: optimistic, for orientation only)."""
-        items = as_texts(texts, "texts")
+        items = texts if _all_traces(texts) else as_texts(texts, "texts")
         y = _labels01(labels, len(items))
         scores = self.score(items, batch_size=batch_size)
         auc = roc_auc(scores, y)
@@ -355,7 +368,7 @@ class Monitor:
     def calibrate(self, texts: Any, labels: Any, *, batch_size: int = 16) -> "Monitor":
         """A copy whose threshold maximises TPR - FPR (Youden's J) on these labelled texts: calibrate on one split,
         :meth:`evaluate` on another."""
-        items = as_texts(texts, "texts")
+        items = texts if _all_traces(texts) else as_texts(texts, "texts")
         y = _labels01(labels, len(items))
         scores = self.score(items, batch_size=batch_size)
         if y.all() or not y.any():
@@ -429,6 +442,16 @@ class Monitor:
             raise MonitorError(f"{p}: the chosen features' encoder weights differ from this scope's SAEs (same names, "
                                "other weights): refusing to score with directions the monitor was not built on")
         return m
+
+
+def _is_trace(x: Any) -> bool:
+    from .trace import Trace
+
+    return isinstance(x, Trace)
+
+
+def _all_traces(x: Any) -> bool:
+    return isinstance(x, (list, tuple)) and bool(x) and all(_is_trace(t) for t in x)
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -72,6 +72,9 @@ def test_score_batched_equals_per_token_and_trace(planted):
         assert b == pytest.approx(per.scores[1:].mean(), rel=1e-4, abs=1e-5)  # skip_first
         trace = planted.run(t, layers=m.layers)
         np.testing.assert_allclose(m.scores_from_trace(trace), per.scores, rtol=1e-4, atol=1e-5)
+    traces = [planted.run(t, layers=m.layers) for t in texts]
+    np.testing.assert_allclose(m.score(traces), batched, rtol=1e-4, atol=1e-5)  # no forward: from the traces
+    assert m.evaluate(traces, [1, 1, 1, 0, 0, 0]).auc == m.evaluate(texts, [1, 1, 1, 0, 0, 0]).auc
     with pytest.raises(MonitorError, match="lacks layers"):
         m.scores_from_trace(planted.run(texts[0], layers=[0]))
 
