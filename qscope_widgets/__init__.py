@@ -15,6 +15,7 @@ _EXPORTS = {
     "Trace": "trace",
     "LayerCodes": "trace",
     "Generation": "generation",
+    "Monitor": "monitor",
     "SteeringEdit": "steering",
     "Steering": "steering",
     "SparseAutoencoder": "sae.model",
@@ -62,6 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover
                          UnknownLayerError)
     from .generation import Generation
     from .memory_plan import MemoryPlan, plan
+    from .monitor import Monitor
     from .sae.bank import SAEBank
     from .sae.config import SAEConfig
     from .sae.io import load_sae, save_qwen_scope_layer

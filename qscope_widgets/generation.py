@@ -39,6 +39,11 @@ class Generation:
     baseline_tokens: list[str] = field(default_factory=list)
     baseline_text: str | None = None
     seed: int | None = None
+    # with generate(monitor=...): the monitor's score of each generated token, and the step where it stopped
+    monitor_scores: list[float] = field(default_factory=list)
+    baseline_monitor_scores: list[float] = field(default_factory=list)
+    stopped_at: int | None = None
+    baseline_stopped_at: int | None = None
 
     def __repr__(self) -> str:
         return f"Generation(text={self.text!r}, baseline_text={self.baseline_text!r})"
@@ -73,7 +78,7 @@ def _cache_argument(model: Any) -> str:
 @torch.inference_mode()
 def _continue(scope: "Scope", ids: Tensor, edits: tuple[SteeringEdit, ...], max_new_tokens: int, seed: int | None,
               temperature: float, top_p: float, on_token: Callable[[int, str], Any] | None,
-              eos: set[int]) -> list[int]:
+              eos: set[int], watch: Any = None) -> list[int]:
     prompt_len = ids.shape[1]
     limit = scope.max_context or 10**9
     steps = min(max_new_tokens, limit - prompt_len)
@@ -81,17 +86,27 @@ def _continue(scope: "Scope", ids: Tensor, edits: tuple[SteeringEdit, ...], max_
     resolved = resolve_edits(edits, scope.saes, scope.n_layers, prompt_len, max_len=prompt_len + steps)
     out_ids: list[int] = []
     cache_arg = _cache_argument(scope.model)
-    with residual_hooks(scope.layers, edits=resolved, prompt_len=prompt_len):
+    # watch (a monitor's GenerationWatch): reads the captured residuals of the tokens fed in each step; a True
+    # answer stops right after the token that made it fire
+    with residual_hooks(scope.layers, edits=resolved, prompt_len=prompt_len,
+                        capture=getattr(watch, "layers", ())) as session:
+        fed = 0  # absolute position of the first token fed in this step
         past = None
         cur = ids
-        for step in range(steps):
+        for step in range(steps + 1):
+            if step == steps and (watch is None or not out_ids):
+                break
             out = scope.model(input_ids=cur, use_cache=True, **({cache_arg: past} if past is not None else {}))
             past = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            stop = watch is not None and watch(session.captured, fed, prompt_len)
+            fed += cur.shape[1]
+            if stop or step == steps or (out_ids and out_ids[-1] in eos):
+                break  # the extra step only scored the last token
             nxt = _sample(out.logits[0, -1], temperature, top_p, gen)
             out_ids.append(nxt)
             if on_token is not None:
                 on_token(step, scope.token_strings([nxt])[0])
-            if nxt in eos:
+            if nxt in eos and watch is None:
                 break
             cur = torch.tensor([[nxt]], device=ids.device)
     return out_ids
@@ -100,8 +115,15 @@ def _continue(scope: "Scope", ids: Tensor, edits: tuple[SteeringEdit, ...], max_
 def generate(scope: "Scope", prompt: "PromptLike", steering: SteeringLike = None, *, max_new_tokens: int = 32,
              seed: int | None = 0, temperature: float = 0.0, top_p: float = 1.0,
              on_token: Callable[[int, str, str], Any] | None = None, baseline: bool = True,
-             stop_at_eos: bool = True) -> Generation:
-    """See :meth:`Scope.generate`. ``on_token(step, token, which)`` gets ``which`` = ``"steered"``/``"baseline"``."""
+             stop_at_eos: bool = True, monitor: Any = None, stop_above: float | None = None) -> Generation:
+    """See :meth:`Scope.generate`. ``on_token(step, token, which)`` gets ``which`` = ``"steered"``/``"baseline"``.
+
+    ``monitor`` (a :class:`~qscope_widgets.monitor.Monitor`): score every generated token (``monitor_scores``);
+    with ``stop_above``, stop each run right after the first token scoring above it (``stopped_at``)."""
+    if stop_above is not None and monitor is None:
+        raise QScopeError("stop_above needs a monitor: pass monitor=scope.monitor(...)")
+    if monitor is not None and not callable(getattr(monitor, "watcher", None)):
+        raise QScopeError(f"monitor must be a Monitor (scope.monitor(...)), got {type(monitor).__name__}")
     max_new_tokens = as_int(max_new_tokens, "max_new_tokens", min=1)
     temperature = as_float(temperature, "temperature", min=0.0)
     if 0.0 < temperature < MIN_TEMPERATURE:
@@ -120,13 +142,19 @@ def generate(scope: "Scope", prompt: "PromptLike", steering: SteeringLike = None
     def stream(which: str):
         return None if on_token is None else (lambda step, tok: on_token(step, tok, which))
 
+    watches = [monitor.watcher(stop_above) if monitor is not None else None for _ in range(2)]
     with scope.lock:
-        steered = _continue(scope, ids, edits, max_new_tokens, seed, temperature, top_p, stream("steered"), eos)
-        base = (_continue(scope, ids, (), max_new_tokens, seed, temperature, top_p, stream("baseline"), eos)
-                if baseline else [])
+        steered = _continue(scope, ids, edits, max_new_tokens, seed, temperature, top_p, stream("steered"), eos,
+                            watches[0])
+        base = (_continue(scope, ids, (), max_new_tokens, seed, temperature, top_p, stream("baseline"), eos,
+                          watches[1]) if baseline else [])
     decode = lambda xs: scope.tokenizer.decode(xs, skip_special_tokens=True)  # noqa: E731
     return Generation(
         prompt=prompt if isinstance(prompt, str) else None, steering=edits, token_ids=steered,
         tokens=scope.token_strings(steered), text=decode(steered), baseline_token_ids=base,
         baseline_tokens=scope.token_strings(base), baseline_text=decode(base) if baseline else None, seed=seed,
+        **({} if monitor is None else {
+            "monitor_scores": watches[0].scores, "stopped_at": watches[0].stopped_at,
+            "baseline_monitor_scores": watches[1].scores if baseline else [],
+            "baseline_stopped_at": watches[1].stopped_at if baseline else None}),
     )

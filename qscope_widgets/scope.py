@@ -430,12 +430,16 @@ class Scope:
     def generate(self, prompt: PromptLike, steering: SteeringLike = None, *, max_new_tokens: int = 32,
                  seed: int | None = 0, temperature: float = 0.0, top_p: float = 1.0,
                  on_token: Callable[[int, str, str], Any] | None = None, baseline: bool = True,
-                 stop_at_eos: bool = True) -> "Generation":
-        """Steered generation (and, with ``baseline=True``, the unsteered one from the same seed beside it)."""
+                 stop_at_eos: bool = True, monitor: Any = None, stop_above: float | None = None) -> "Generation":
+        """Steered generation (and, with ``baseline=True``, the unsteered one from the same seed beside it).
+
+        ``monitor``: score each generated token with a :class:`~qscope_widgets.monitor.Monitor`
+        (``Generation.monitor_scores``); ``stop_above``: stop right after the first token scoring above it."""
         from .generation import generate
 
         return generate(self, prompt, steering, max_new_tokens=max_new_tokens, seed=seed, temperature=temperature,
-                        top_p=top_p, on_token=on_token, baseline=baseline, stop_at_eos=stop_at_eos)
+                        top_p=top_p, on_token=on_token, baseline=baseline, stop_at_eos=stop_at_eos,
+                        monitor=monitor, stop_above=stop_above)
 
     # ------------------------------------------------------------------------------------------ other layers
     def index(self, corpus: Any, **kwargs: Any):
@@ -473,11 +477,6 @@ class Scope:
         return FeatureDashboard(self, layer, feature, **kwargs)
 
     # ------------------------------------------------------------------------------------------ attribution
-    @property
-    def lock(self) -> threading.RLock:
-        """The re-entrant lock every hooked pass holds; analysis code that installs its own hooks takes it too."""
-        return self._lock
-
     def attribute(self, prompt: PromptLike, target: Any, *, position: int = -1, layers: Any = None,
                   method: str = "grad_x_act", steps: int = 8):
         """Which SAE features made the model predict ``target`` at ``position``? (Sparse-feature attribution.)
@@ -492,3 +491,19 @@ class Scope:
         from .attribution import attribute
 
         return attribute(self, prompt, target, position=position, layers=layers, method=method, steps=steps)
+
+    # ------------------------------------------------------------------------------------------ contrast, monitors
+    def contrast(self, a: Any, b: Any, *, layers: Any = None, by: str = "rate", skip_first: bool = True,
+                 **kwargs: Any):
+        """Features that fire more on ``a`` than on ``b`` (each a prompt or a collection of texts), ranked by
+        ``difference``: a DataFrame (see :func:`qscope_widgets.contrast.contrast`)."""
+        from .contrast import contrast
+
+        return contrast(self, a, b, layers=layers, by=by, skip_first=skip_first, **kwargs)
+
+    def monitor(self, features: Any, *, reduce: str = "max", **kwargs: Any):
+        """A :class:`~qscope_widgets.monitor.Monitor` scoring text with ``features``: ``(layer, feature)`` pairs or
+        the head of a :meth:`contrast` DataFrame."""
+        from .monitor import Monitor
+
+        return Monitor(self, features, reduce=reduce, **kwargs)
