@@ -345,3 +345,11 @@ class Scope:
         from .widgets import FeatureDashboard
 
         return FeatureDashboard(self, layer, feature, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ measurement
+    def steering_eval(self, prompts: Any, edits: SteeringLike, **kwargs: Any):
+        """Steer ``edits`` on ``prompts`` beside same-norm controls and measure effect and fluency: a tidy
+        DataFrame with ``.summary()`` and ``.plot_effect()`` (see :mod:`qscope_widgets.steering_eval`)."""
+        from .steering_eval import steering_eval
+
+        return steering_eval(self, prompts, edits, **kwargs)
