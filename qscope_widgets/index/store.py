@@ -16,6 +16,8 @@ Layout (one folder the user names)::
                                   document), tokens (list of readable token strings of the window), acts (the
                                   feature's activation on each token of the window), center (index of the
                                   activating token in ``tokens``)
+    layer{n}/label_scores.parquet optional: scored labels (index/labels.py score_labels): feature, scored_label,
+                                  label_score, label_precision, label_recall, label_fires, label_weak, ...
     _build_state.pt               only while a build is unfinished: the checkpoint a resume starts from
 
 A layer's files load only when that layer is first looked at (a 64-layer index costs one layer's memory), and one
@@ -27,6 +29,8 @@ dashboards::
     {"layer": int, "feature": int,
      "label": str,                 # automatic: "fires-on tokens → promoted tokens", or "dead (...)"
      "explanation": str,           # attached (e.g. Neuronpedia), "" if none; show it before the label when set
+     "label_score": float | None,  # detection F1 of the scored label on held-out text (None: not scored)
+     "scored_label": str | None, "label_weak": bool | None,   # from layer{n}/label_scores.parquet when present
      "density": float,             # fraction of scanned tokens where the feature fired
      "count": int, "mean_activation": float, "max_activation": float,
      "quantiles": {"q50": float, "q90": float, "q99": float},
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
     from ..scope import Scope
 
 FORMAT = "qscope-feature-index-v1"
+LABEL_SCORES = "label_scores.parquet"  # optional per layer: scored labels
 CONTEXT_ROW_GROUP = 4096
 
 
@@ -208,8 +213,26 @@ class FeatureIndex:
         if layer not in self._features:
             df = pd.read_parquet(self.path / f"layer{layer}" / "features.parquet")
             ren = {f"group_{j}": f"group_{g}" for j, g in enumerate(self.groups)}
-            self._features[layer] = df.rename(columns=ren)
+            df = df.rename(columns=ren)
+            scores = self.path / f"layer{layer}" / LABEL_SCORES
+            if scores.is_file():  # optional: scored labels (index/labels.py), one row per feature
+                sc = pd.read_parquet(scores)
+                df = df.drop(columns=[c for c in sc.columns if c in df.columns and c != "feature"])
+                df = df.join(sc.set_index("feature").reindex(df.feature).reset_index(drop=True), how="left")
+            self._features[layer] = df
         return self._features[layer]
+
+    def attach_label_scores(self, scores: "pd.DataFrame", *, layer: int, save: bool = True) -> None:
+        """Attach scored labels (``index.labels.score_labels``: ``feature``, ``label_score``, ``scored_label``,
+        ...) to ``layer``; with ``save`` they are written beside the layer's files (``label_scores.parquet``)."""
+        if "feature" not in scores.columns or "label_score" not in scores.columns:
+            raise QScopeError(f"label scores need 'feature' and 'label_score' columns; got {list(scores.columns)}")
+        self._check(layer)
+        if save:
+            scores.to_parquet(self.path / f"layer{layer}" / LABEL_SCORES, index=False)
+        base = self.features(layer)
+        keep = [c for c in base.columns if c == "feature" or c not in scores.columns]
+        self._features[layer] = base[keep].merge(scores, on="feature", how="left")
 
     def contexts(self, layer: int, feature: int | None = None) -> "pd.DataFrame":
         """Top activating contexts of one feature (or all), best first."""
@@ -253,7 +276,12 @@ class FeatureIndex:
         promoted, suppressed = list(row["promoted"]), list(row["suppressed"])
         if not promoted and self.scope is not None:
             promoted, suppressed = self.logit_tokens(layer, feature)
+        score = row.get("label_score")
+        scored = {"label_score": None if score is None or score != score else float(score),
+                  "scored_label": str(row["scored_label"]) if "scored_label" in row else None,
+                  "label_weak": bool(row["label_weak"]) if "label_weak" in row else None}
         return {
+            **scored,
             "layer": layer, "feature": int(feature), "label": str(row["label"]),
             "explanation": str(row["explanation"]), "density": float(row["density"]), "count": int(row["count"]),
             "mean_activation": float(row["mean_activation"]), "max_activation": float(row["max_activation"]),
@@ -286,8 +314,10 @@ class FeatureIndex:
             if where == "labels":
                 text = (df.label.str.lower() + " " + df.explanation.str.lower() + " "
                         + df.top_tokens.map(lambda t: " ".join(t).lower()))
+                if "scored_label" in df.columns:
+                    text = text + " " + df.scored_label.fillna("").str.lower()
                 hit = df[text.str.contains(q, regex=False) & (df["count"] > 0)]
-                frames.append(hit.assign(layer=n_layer)[cols])
+                frames.append(hit.assign(layer=n_layer)[cols + [c for c in ("label_score",) if c in df.columns]])
             else:
                 ctx = self.contexts(n_layer)
                 text = ctx.tokens.map(lambda t: "".join(t).lower())
@@ -298,7 +328,12 @@ class FeatureIndex:
         if not frames:
             return pd.DataFrame(columns=cols + (["hits"] if where == "contexts" else []))
         keys = ["hits", "max_activation"] if where == "contexts" else ["max_activation"]
-        return pd.concat(frames).sort_values(keys, ascending=False).head(n).reset_index(drop=True)
+        out = pd.concat(frames)
+        if where == "labels" and "label_score" in out.columns:  # best-explained first, unscored last
+            keys = ["label_score"] + keys
+            out = out.assign(label_score=out.label_score.astype(float))
+            return out.sort_values(keys, ascending=False, na_position="last").head(n).reset_index(drop=True)
+        return out.sort_values(keys, ascending=False).head(n).reset_index(drop=True)
 
     def logit_tokens(self, layer: int, feature: int, n: int = 5) -> tuple[list[str], list[str]]:
         """Promoted / suppressed tokens of one feature's decoder direction, computed now (needs a scope)."""
