@@ -90,13 +90,12 @@ def dup_clusters(W_enc: torch.Tensor, alive: torch.Tensor, thr: float = 0.99) ->
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--ood-tokens", type=int, default=12288)
+    ap.add_argument("--ood-tokens", type=int, default=8192)
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
     from qscope_widgets import Scope, SteeringEdit
-    from qscope_widgets.evaluation import (ce_against_baselines, dead_fraction_curve, evaluate_sae,
-                                           first_firing_token)
+    from qscope_widgets.evaluation import evaluate_saes
     from qscope_widgets.steering_eval import FeatureActivation, TargetLogProb, WordRate
 
     scope = Scope.demo()
@@ -110,30 +109,28 @@ def main(argv: list[str] | None = None) -> dict:
     print("| set | layer | FVE | L0 | dead on sample | CE clean | CE SAE | CE increase (nats) | CE zero-abl. | "
           "CE mean-abl. | CE unigram | recovered vs zero | vs mean | vs unigram |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    evals = {}
     for name, w in sets.items():
-        for n in scope.sae_layers:
-            e = evaluate_sae(scope, w, n, skip_first=True)
-            b = ce_against_baselines(scope, w, n)
-            out["layers"].setdefault(name, {})[n] = {**e, **b}
-            print(f"| {name} | {n} | {e['fve']:.3f} | {e['l0']:.1f} | {e['dead_fraction']:.1%} | {b['ce_clean']:.3f} | "
-                  f"{b['ce_sae']:.3f} | {b['ce_increase_nats']:.3f} | {b['ce_zero']:.3f} | {b['ce_mean_ablation']:.3f} | "
-                  f"{b['ce_unigram']:.3f} | {b['recovered_vs_zero']:.3f} | {b['recovered_vs_mean']:.3f} | "
-                  f"{b['recovered_vs_unigram']:.3f} |", flush=True)
+        ev = evals[name] = evaluate_saes(scope, w)
+        out["layers"][name] = ev.rows
+        for e in ev.rows:
+            print(f"| {name} | {e['layer']} | {e['fve']:.3f} | {e['l0']:.1f} | {e['dead_fraction']:.1%} | "
+                  f"{e['ce_clean']:.3f} | {e['ce_sae']:.3f} | {e['ce_increase_nats']:.3f} | {e['ce_zero']:.3f} | "
+                  f"{e['ce_mean_ablation']:.3f} | {e['ce_unigram']:.3f} | {e['recovered_vs_zero']:.3f} | "
+                  f"{e['recovered_vs_mean']:.3f} | {e['recovered_vs_unigram']:.3f} |", flush=True)
 
-    # dead fraction vs sample size (held-out + OOD tokens, in that order) beside the index's 157k-token figure
-    both = torch.cat(list(sets.values()))
-    n_tok = both.shape[0] * (SEQ - 1)
-    sizes = [s for s in (1000, 2000, 5000, 10000, 20000) if s < n_tok] + [n_tok]
-    print(f"\ndead fraction after the first n tokens (held-out then OOD windows, position 0 left out) "
-          f"and on the index's {scope.feature_index.meta['tokens']} held-out tokens")
-    print("| layer | " + " | ".join(f"n={s}" for s in sizes) + " | index |")
-    print("|---|" + "---|" * (len(sizes) + 1))
+    # dead fraction vs sample size, beside the index's figure on its 157k held-out tokens
+    print(f"\ndead fraction after the first n scored tokens (position 0 of each window left out), and on the "
+          f"index's {scope.feature_index.meta['tokens']} held-out tokens")
     out["dead_curve"] = {}
-    for n in scope.sae_layers:
-        curve = dead_fraction_curve(first_firing_token(scope, both, n), sizes)
-        idx_dead = float((scope.feature_index.features(n)["count"] == 0).mean())
-        out["dead_curve"][n] = {"curve": curve, "index": idx_dead}
-        print(f"| {n} | " + " | ".join(f"{v:.1%}" for v in curve.values()) + f" | {idx_dead:.1%} |")
+    for name, ev in evals.items():
+        sizes = [s for s in (500, 1000, 2000, 5000) if s < ev.rows[0]["tokens"]] + [ev.rows[0]["tokens"]]
+        print(f"\n{name}\n| layer | " + " | ".join(f"n={s}" for s in sizes) + " | index (157k held-out) |")
+        print("|---|" + "---|" * (len(sizes) + 1))
+        for n, curve in ev.dead_fraction_curve(sizes).items():
+            idx_dead = float((scope.feature_index.features(n)["count"] == 0).mean())
+            out["dead_curve"].setdefault(name, {})[n] = {"curve": curve, "index": idx_dead}
+            print(f"| {n} | " + " | ".join(f"{v:.1%}" for v in curve.values()) + f" | {idx_dead:.1%} |")
 
     # near-duplicate features and very dense features, every layer (layer 5 is the one the check flagged)
     print("\nnear-duplicate encoder rows (cosine > 0.99 with another feature alive in the index) and dense features")
