@@ -111,3 +111,46 @@ def test_bad_input_names_the_problem(planted_scope):
     fit = scan_firings(scope, 0, FIT_DOCS[:2])
     with pytest.raises(QScopeError, match="layers 0"):
         score_labels(scope, 1, fit, fit)
+
+
+def test_explain_and_simulate_mechanics_on_the_demo():
+    """Bills et al. mechanics only: an explanation is generated from the top contexts, the remaining contexts are
+    simulated token by token, and the score is the correlation (no claim about the tiny explainer's quality)."""
+    from qscope_widgets.index.labels import simulate
+
+    demo = Scope.demo()
+    idx = demo.feature_index
+    df = idx.explain([2360], layer=3, max_new_tokens=6)
+    row = df.iloc[0]
+    assert row.feature == 2360 and isinstance(row.explanation, str) and row.explainer == "qscope-demo"
+    assert -1.0 <= row.simulation_score <= 1.0
+    toks = list(idx.contexts(3, 2360).tokens.iloc[0])
+    sim = simulate(demo, row.explanation, toks)
+    assert len(sim) == len(toks) and all(0.0 <= v <= 9.0 for v in sim)
+    assert idx.features(3).explanation.iloc[2360] == "", "save=False leaves the index alone"
+    with pytest.raises(QScopeError, match="has 10 contexts"):
+        idx.explain([2360], layer=3, n_explain=10)
+
+
+def test_neuronpedia_links_and_export_import(planted_scope, tmp_path):
+    from qscope_widgets.index.labels import neuronpedia_export_url, neuronpedia_url
+
+    assert neuronpedia_url("qwen3.5-27b", 31, 7) == "https://www.neuronpedia.org/qwen3.5-27b/31-qwenscope-res-80k/7"
+    assert neuronpedia_url("qwen3.5-27b", 30, 7) is None
+    assert neuronpedia_url("m", 1, 2, sae_id="1-x") == "https://www.neuronpedia.org/m/1-x/2"
+    assert "modelId=qwen3.5-27b&saeId=31-qwenscope-res-80k" in neuronpedia_export_url("qwen3.5-27b",
+                                                                                       "31-qwenscope-res-80k")
+    with pytest.raises(QScopeError, match="-1"):
+        neuronpedia_url("qwen3.5-27b", 31, -1)
+    scope, _ = planted_scope
+    idx = scope.index(FIT_DOCS, out_dir=tmp_path / "idx", layers=[0], progress=False)
+    export = [  # the shape of Neuronpedia's explanation export records
+        {"modelId": "x", "layer": "0-qwenscope-res-64", "index": "5", "description": " the word the",
+         "explanationModelName": "gpt-4o-mini", "typeName": "oai_token-act-pair"},
+        {"modelId": "x", "layer": "1-qwenscope-res-64", "index": "5", "description": "other layer"},
+    ]
+    import json
+
+    (tmp_path / "export.json").write_text(json.dumps(export))
+    assert idx.attach_labels(tmp_path / "export.json", layer=0) == 1
+    assert idx.label(0, 5) == "the word the"

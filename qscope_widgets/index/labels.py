@@ -338,3 +338,136 @@ def score_labels(scope: "Scope", layer: int, fit: TokenFirings, held: TokenFirin
             "examples": _examples_across_range(fit, x, vocab),
         })
     return pd.DataFrame(rows).astype({"label_score": float, "old_label_score": float})
+
+
+# ================================================================================================ explain & simulate
+# Bills et al. 2023 ("Language models can explain neurons in language models"): an explainer model reads a
+# feature's top contexts with activations (scaled 0-10) and writes an explanation; then, given only the
+# explanation, it *simulates* the activation of every token of other contexts; the explanation's score is the
+# correlation of simulated with true activations. Here the explainer is any Scope (the loaded model by default);
+# the mechanics are exact, the quality is the explainer's: a small model writes poor explanations that score ~0.
+
+EXPLAIN_HEAD = ("We are studying features of a language model. Each feature looks for a particular pattern in "
+                "text. Look at the tokens the feature activates on (activation 0-10 after each token) and say what "
+                "it looks for.\n\n")
+SIMULATE_HEAD = ("We are studying features of a language model. For each token, predict the feature's activation "
+                 "(0-10) from this explanation of what it looks for.\n\n")
+
+
+def _scaled(acts: "list[float]", top: float) -> list[int]:
+    return [int(round(10 * max(a, 0.0) / top)) if top > 0 else 0 for a in acts]
+
+
+def explanation_prompt(contexts: "pd.DataFrame", top: float) -> str:
+    """Bills et al.'s explanation prompt: each context as ``token<TAB>activation`` lines, then the question."""
+    parts = [EXPLAIN_HEAD]
+    for i, r in enumerate(contexts.itertuples()):
+        parts.append(f"Excerpt {i + 1}:\n")
+        parts += [f"{t}\t{a}\n" for t, a in zip(r.tokens, _scaled(list(r.acts), top))]
+        parts.append("\n")
+    parts.append("Explanation: this feature activates on")
+    return "".join(parts)
+
+
+@torch.inference_mode()
+def simulate(explainer: "Scope", explanation: str, tokens: "list[str]", *, max_tokens: int | None = None) -> list[float]:
+    """Expected 0-9 activation the explainer predicts for each token, given only ``explanation``: one forward
+    over ``token<TAB>unknown`` lines (Bills et al.'s all-at-once simulation), reading the distribution over the
+    digit tokens at each ``<TAB>``."""
+    from ..errors import QScopeError
+
+    tok = explainer.tokenizer
+    digits = []
+    for d in range(10):
+        ids = tok(str(d), add_special_tokens=False)["input_ids"]
+        if len(ids) != 1:
+            raise QScopeError(f"the explainer's tokenizer splits the digit {d} into {len(ids)} tokens: cannot simulate")
+        digits.append(ids[0])
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    ids = enc(SIMULATE_HEAD + f"Explanation: this feature activates on{explanation}\n\nTokens:\n")
+    read_at = []
+    for t in tokens[:max_tokens]:
+        ids += enc(f"{t}\t")
+        read_at.append(len(ids) - 1)
+        ids += enc("unknown\n")
+    limit = explainer.max_context or len(ids)
+    if len(ids) > limit:
+        raise QScopeError(f"the simulation prompt has {len(ids)} tokens, more than the explainer's context of {limit}")
+    logits = explainer.model(input_ids=torch.tensor([ids], device=explainer.device), use_cache=False).logits[0]
+    p = logits[read_at][:, digits].float().softmax(-1)
+    return (p @ torch.arange(10, dtype=torch.float32, device=p.device)).cpu().tolist()
+
+
+def _pearson(a: "list[float]", b: "list[float]") -> float:
+    x, y = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    x, y = x - x.mean(), y - y.mean()
+    den = float(x.norm() * y.norm())
+    return float((x * y).sum()) / den if den > 0 else float("nan")
+
+
+def explain_features(index: Any, layer: int, features: "list[int]", *, explainer: "Scope | None" = None,
+                     n_explain: int = 5, max_new_tokens: int = 16, save: bool = False) -> "pd.DataFrame":
+    """Explain each feature from its ``n_explain`` top contexts, then score the explanation by simulating the
+    activations of its remaining contexts (Pearson correlation, the paper's score). ``explainer``: a Scope
+    (default: the index's). ``save``: store the explanations in the index (its ``explanation`` column)."""
+    import pandas as pd
+
+    from ..errors import QScopeError
+
+    explainer = explainer if explainer is not None else index.scope
+    if explainer is None:
+        raise QScopeError("explain needs an explainer model: pass explainer=scope or index.attach_scope(scope)")
+    if isinstance(features, int):
+        features = [features]
+    rows = []
+    for f in features:
+        ctx = index.contexts(layer, f)
+        if len(ctx) <= n_explain:
+            raise QScopeError(f"feature {f} of layer {layer} has {len(ctx)} contexts; explaining from {n_explain} "
+                              "and scoring on the rest needs more")
+        top = float(ctx.activation.max())
+        shown, held = ctx.iloc[:n_explain], ctx.iloc[n_explain:]
+        g = explainer.generate(explanation_prompt(shown, top), max_new_tokens=max_new_tokens, baseline=False,
+                               temperature=0.0)
+        text = g.text.split("\n")[0].rstrip()
+        sim, true = [], []
+        for r in held.itertuples():
+            sim += simulate(explainer, text, list(r.tokens))
+            true += [max(float(a), 0.0) for a in r.acts]
+        rows.append({"layer": layer, "feature": int(f), "explanation": text.strip(),
+                     "simulation_score": _pearson(sim, true), "explainer": getattr(explainer, "name", "")})
+    df = pd.DataFrame(rows)
+    if save and len(df):
+        index.attach_labels(dict(zip(df.feature, df.explanation)), layer=layer)
+    return df
+
+
+# ================================================================================================ Neuronpedia
+# Neuronpedia hosts Qwen-Scope features for some releases and layers. A feature's page is
+# https://www.neuronpedia.org/{model_id}/{sae_id}/{index}; explanations of a whole SAE export from
+# /api/explanation/export?modelId=...&saeId=... as a JSON list of {modelId, layer (the sae id), index,
+# description, explanationModelName, typeName, ...}, which FeatureIndex.attach_labels(path, layer=n) reads.
+NEURONPEDIA = "https://www.neuronpedia.org"
+NEURONPEDIA_HOSTED = {  # (Neuronpedia model id, layer) -> sae id; extend as releases are hosted
+    ("qwen3.5-27b", 31): "31-qwenscope-res-80k",
+    ("qwen3.5-2b-pt", 11): "11-qwenscope-res-32k",
+    ("qwen3.5-9b-pt", 15): "15-qwenscope-res-64k",
+}
+
+
+def neuronpedia_url(model_id: str, layer: int, feature: int, sae_id: str | None = None) -> str | None:
+    """The Neuronpedia page of a feature of a hosted release (``None`` when the layer is not known to be hosted;
+    pass ``sae_id`` for one this table does not list)."""
+    from ..errors import QScopeError
+
+    if isinstance(feature, bool) or not isinstance(feature, int) or feature < 0:
+        raise QScopeError(f"feature must be an int >= 0, got {feature!r}")
+    sae_id = sae_id or NEURONPEDIA_HOSTED.get((str(model_id).lower(), int(layer)))
+    return None if sae_id is None else f"{NEURONPEDIA}/{str(model_id).lower()}/{sae_id}/{feature}"
+
+
+def neuronpedia_export_url(model_id: str, sae_id: str) -> str:
+    """Where Neuronpedia serves the explanation export of one SAE (download it, then ``attach_labels``)."""
+    from urllib.parse import urlencode
+
+    return f"{NEURONPEDIA}/api/explanation/export?" + urlencode({"modelId": model_id, "saeId": sae_id})

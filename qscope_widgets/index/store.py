@@ -392,6 +392,15 @@ class FeatureIndex:
         return int(first.sum())
 
 
+    def explain(self, features: Any, *, layer: int, explainer: "Scope | None" = None, **kwargs: Any) -> "pd.DataFrame":
+        """Explain features and score the explanations by simulation (Bills et al. 2023) with ``explainer``
+        (default: this index's scope); see :func:`qscope_widgets.index.labels.explain_features`."""
+        from .labels import explain_features
+
+        self._check(layer)
+        return explain_features(self, layer, features, explainer=explainer, **kwargs)
+
+
 def _read_labels(labels: Any) -> "pd.DataFrame":
     import pandas as pd
 
