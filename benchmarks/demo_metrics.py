@@ -1,6 +1,6 @@
 """The demo's figures against fair baselines, in and out of distribution: the numbers DEMO_MODEL.md quotes.
 
-    PYTHONPATH=. python3 benchmarks/demo_metrics.py            # ~2 min on 2 CPU cores; prints markdown tables
+    PYTHONPATH=. python3 benchmarks/demo_metrics.py            # minutes on 2 idle CPU cores; prints markdown tables
     PYTHONPATH=. python3 benchmarks/demo_metrics.py --json /tmp/demo_metrics.json
 
 * near-distribution: ``qscope_widgets/demo/heldout_sample.jsonl`` (12 held-out documents per genre, shipped);
@@ -90,7 +90,7 @@ def dup_clusters(W_enc: torch.Tensor, alive: torch.Tensor, thr: float = 0.99) ->
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--ood-tokens", type=int, default=8192)
+    ap.add_argument("--tokens", type=int, default=6144, help="tokens per sample (held-out, OOD)")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     scope = Scope.demo()
     tok = scope.tokenizer
-    sets = {"held-out": windows_of(tok, heldout_texts()), "OOD (licences)": windows_of(tok, ood_texts(),
-                                                                                       args.ood_tokens)}
+    held = windows_of(tok, heldout_texts())  # documents in genre blocks: keep evenly spaced windows
+    held = held[torch.linspace(0, len(held) - 1, min(len(held), args.tokens // SEQ)).round().long()]
+    sets = {"held-out": held, "OOD (licences)": windows_of(tok, ood_texts(), args.tokens)}
     out: dict = {"sets": {k: int(v.numel()) for k, v in sets.items()}, "layers": {}}
     print(f"samples: " + ", ".join(f"{k}: {v.shape[0]} windows x {SEQ} = {v.numel()} tokens" for k, v in sets.items()))
     print(f"ln(vocab) = ln {len(tok)} = {math.log(len(tok)):.3f}\n")
@@ -162,13 +163,13 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"\nsteering L{layer}/{f} ('{scope.feature_index.label(layer, f)}') at q90 = {q90:.1f} and 4 x q90; "
           "6 neutral prompts x 4 seeds (random direction / other feature drawn per seed), greedy, 24 tokens")
     print("| strength | metric | feature | baseline | random dir. | other feature | margin vs random (sd) | "
-          "margin vs other (sd) | specific | perplexity feature / baseline | distinct-2 feature / baseline |")
+          "margin vs other (sd) | specific (n prompts) | perplexity feature / baseline | distinct-2 feature / baseline |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in summ.itertuples():
         print(f"| {r.strength:.1f} | {r.metric} | {r.feature_mean:.3f} | {r.baseline_mean:.3f} | "
               f"{r.random_direction_mean:.3f} | {r.other_feature_mean:.3f} | "
               f"{r.margin_vs_random_direction:+.3f} ({r.sd_vs_random_direction:.3f}) | "
-              f"{r.margin_vs_other_feature:+.3f} ({r.sd_vs_other_feature:.3f}) | {r.specific} | "
+              f"{r.margin_vs_other_feature:+.3f} ({r.sd_vs_other_feature:.3f}) | {r.specific} ({r.n_prompts}) | "
               f"{r.perplexity_feature:.1f} / {r.perplexity_baseline:.1f} | "
               f"{r.distinct2_feature:.2f} / {r.distinct2_baseline:.2f} |")
     fluency = df.groupby(["strength", "condition"])[["perplexity", "distinct2"]].mean()

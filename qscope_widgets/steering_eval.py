@@ -18,8 +18,8 @@ is generated beside the same prompt's
 Rows are tidy (one per prompt x strength x condition x seed). Effect metrics are the caller's choice (any
 callable of a :class:`Continuation`); the fluency cost is always measured: the continuation's perplexity under
 the *unsteered* model and its distinct-2 (unique bigrams / bigrams). :meth:`SteeringEvalFrame.summary` calls an
-effect *specific* only when the feature beats every control by more than twice the standard error of the paired
-difference over (prompt, seed) units.
+effect *specific* only when the feature beats baseline and every control by more than twice the standard error of
+the paired difference over prompts (seeds averaged within each prompt: prompts are the independent units).
 """
 
 from __future__ import annotations
@@ -417,9 +417,12 @@ class SteeringEvalFrame(pd.DataFrame):
         return pd.DataFrame(self)
 
     def summary(self, z: float = 2.0) -> pd.DataFrame:
-        """One row per edit x strength x metric: the feature's effect over baseline, its margin over each control
-        (mean of the paired difference over (prompt, seed) units, its standard deviation and standard error),
-        and ``specific``: the effect beats baseline and every control by more than ``z`` standard errors.
+        """One row per edit x strength x metric: the feature's effect over baseline and its margin over each
+        control: the paired difference (feature - reference, sign-flipped for lower-is-better metrics) averaged
+        over seeds within each prompt, then its mean (``margin_vs_X``) and standard deviation (``sd_vs_X``) over
+        prompts, the independent units; ``wins_vs_X`` is the share of (prompt, seed) pairs where the feature wins.
+        ``specific``: the margin over baseline and over every control exceeds ``z`` standard errors (sd / sqrt
+        of the number of prompts).
         Fluency cost columns: mean perplexity and distinct-2 of the feature's continuations and of baseline's."""
         metrics: dict = self.attrs.get("metrics", {})
         controls = self.attrs.get("controls", [c for c in CONTROLS if c in set(self["condition"])])
@@ -439,16 +442,20 @@ class SteeringEvalFrame(pd.DataFrame):
                     if ref not in by:
                         continue
                     diff = sign * (feat[m] - by[ref][m].reindex(feat.index)).dropna()
-                    n = len(diff)
-                    mean = float(diff.mean()) if n else float("nan")
-                    sd = float(diff.std(ddof=1)) if n > 1 else float("nan")
+                    # prompts are the independent units (seeds are nested in them, and greedy decoding repeats
+                    # the same feature continuation for every seed): average over seeds, then spread over prompts
+                    per_prompt = diff.groupby(level="prompt").mean()
+                    n = len(per_prompt)
+                    mean = float(per_prompt.mean()) if n else float("nan")
+                    sd = float(per_prompt.std(ddof=1)) if n > 1 else float("nan")
                     se = sd / math.sqrt(n) if n > 1 else float("nan")
                     row[f"{ref}_mean"] = float(by[ref][m].mean())
                     row[f"margin_vs_{ref}"] = mean
                     row[f"sd_vs_{ref}"] = sd
-                    row[f"wins_vs_{ref}"] = float((diff > 0).mean()) if n else float("nan")
+                    row[f"wins_vs_{ref}"] = float((diff > 0).mean()) if len(diff) else float("nan")
                     beats = n > 1 and mean > 0 and (mean - z * se > 0 if se > 0 else mean > 0)
                     ok = ok and beats
+                row["n_prompts"] = int(feat.index.get_level_values("prompt").nunique())
                 row["n_units"] = len(feat)
                 row["specific"] = bool(ok)
                 row["perplexity_feature"] = float(feat["perplexity"].mean())
