@@ -26,6 +26,9 @@ def planted(tokenizer):
     emb = model.get_input_embeddings().weight.detach()[target]
     with torch.no_grad():
         saes[LAYER].W_dec[:, PLANTED] = emb / emb.norm() * 1.5  # deliberately not unit norm
+        u = emb / emb.norm()  # the unplanted feature: no component along the target token's embedding
+        w = saes[LAYER].W_dec[:, PLAIN]
+        saes[LAYER].W_dec[:, PLAIN] = w - (w @ u) * u
     return Scope(model, tokenizer, saes), target
 
 
@@ -42,7 +45,7 @@ def test_planted_feature_beats_its_random_control(planted):
     assert bool(summ["specific"])
 
 
-def test_an_unplanted_feature_is_not_called_specific(planted):
+def test_a_feature_orthogonal_to_the_target_is_not_called_specific(planted):
     scope, target = planted
     df = scope.steering_eval(PROMPTS, SteeringEdit(LAYER, PLAIN, 1.0), strengths=[6.0],
                              metrics=[TargetLogProb([target])], controls=("random_direction",),
