@@ -91,7 +91,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path)
     ap.add_argument("--tokens", type=int, default=6144, help="tokens per sample (held-out, OOD)")
+    ap.add_argument("--sections", default="ce,dup,steer", help="any of ce (CE, FVE, dead curve), dup, steer")
+    ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args(argv)
+    sections = set(args.sections.split(","))
     torch.manual_seed(0)
     torch.set_num_threads(2)
     from qscope_widgets import Scope, SteeringEdit
@@ -107,77 +110,80 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"samples: " + ", ".join(f"{k}: {v.shape[0]} windows x {SEQ} = {v.numel()} tokens" for k, v in sets.items()))
     print(f"ln(vocab) = ln {len(tok)} = {math.log(len(tok)):.3f}\n")
 
-    print("| set | layer | FVE | L0 | dead on sample | CE clean | CE SAE | CE increase (nats) | CE zero-abl. | "
-          "CE mean-abl. | CE unigram | recovered vs zero | vs mean | vs unigram |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    evals = {}
-    for name, w in sets.items():
-        ev = evals[name] = evaluate_saes(scope, w)
-        out["layers"][name] = ev.rows
-        for e in ev.rows:
-            print(f"| {name} | {e['layer']} | {e['fve']:.3f} | {e['l0']:.1f} | {e['dead_fraction']:.1%} | "
-                  f"{e['ce_clean']:.3f} | {e['ce_sae']:.3f} | {e['ce_increase_nats']:.3f} | {e['ce_zero']:.3f} | "
-                  f"{e['ce_mean_ablation']:.3f} | {e['ce_unigram']:.3f} | {e['recovered_vs_zero']:.3f} | "
-                  f"{e['recovered_vs_mean']:.3f} | {e['recovered_vs_unigram']:.3f} |", flush=True)
+    if "ce" in sections:
+        print("| set | layer | FVE | L0 | dead on sample | CE clean | CE SAE | CE increase (nats) | CE zero-abl. | "
+              "CE mean-abl. | CE unigram | recovered vs zero | vs mean | vs unigram |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        evals = {}
+        for name, w in sets.items():
+            ev = evals[name] = evaluate_saes(scope, w, batch_size=args.batch_size)
+            out["layers"][name] = ev.rows
+            for e in ev.rows:
+                print(f"| {name} | {e['layer']} | {e['fve']:.3f} | {e['l0']:.1f} | {e['dead_fraction']:.1%} | "
+                      f"{e['ce_clean']:.3f} | {e['ce_sae']:.3f} | {e['ce_increase_nats']:.3f} | {e['ce_zero']:.3f} | "
+                      f"{e['ce_mean_ablation']:.3f} | {e['ce_unigram']:.3f} | {e['recovered_vs_zero']:.3f} | "
+                      f"{e['recovered_vs_mean']:.3f} | {e['recovered_vs_unigram']:.3f} |", flush=True)
 
-    # dead fraction vs sample size, beside the index's figure on its 157k held-out tokens
-    print(f"\ndead fraction after the first n scored tokens (position 0 of each window left out), and on the "
-          f"index's {scope.feature_index.meta['tokens']} held-out tokens")
-    out["dead_curve"] = {}
-    for name, ev in evals.items():
-        sizes = [s for s in (500, 1000, 2000, 5000) if s < ev.rows[0]["tokens"]] + [ev.rows[0]["tokens"]]
-        print(f"\n{name}\n| layer | " + " | ".join(f"n={s}" for s in sizes) + " | index (157k held-out) |")
-        print("|---|" + "---|" * (len(sizes) + 1))
-        for n, curve in ev.dead_fraction_curve(sizes).items():
-            idx_dead = float((scope.feature_index.features(n)["count"] == 0).mean())
-            out["dead_curve"].setdefault(name, {})[n] = {"curve": curve, "index": idx_dead}
-            print(f"| {n} | " + " | ".join(f"{v:.1%}" for v in curve.values()) + f" | {idx_dead:.1%} |")
+        # dead fraction vs sample size, beside the index's figure on its 157k held-out tokens
+        print(f"\ndead fraction after the first n scored tokens (position 0 of each window left out), and on the "
+              f"index's {scope.feature_index.meta['tokens']} held-out tokens")
+        out["dead_curve"] = {}
+        for name, ev in evals.items():
+            sizes = [s for s in (500, 1000, 2000, 5000) if s < ev.rows[0]["tokens"]] + [ev.rows[0]["tokens"]]
+            print(f"\n{name}\n| layer | " + " | ".join(f"n={s}" for s in sizes) + " | index (157k held-out) |")
+            print("|---|" + "---|" * (len(sizes) + 1))
+            for n, curve in ev.dead_fraction_curve(sizes).items():
+                idx_dead = float((scope.feature_index.features(n)["count"] == 0).mean())
+                out["dead_curve"].setdefault(name, {})[n] = {"curve": curve, "index": idx_dead}
+                print(f"| {n} | " + " | ".join(f"{v:.1%}" for v in curve.values()) + f" | {idx_dead:.1%} |")
 
-    # near-duplicate features and very dense features, every layer (layer 5 is the one the check flagged)
-    print("\nnear-duplicate encoder rows (cosine > 0.99 with another feature alive in the index) and dense features")
-    print("| layer | features in duplicate clusters | clusters | mean cosine of duplicate pairs | "
-          "features with density > 35% (index) | their densities |")
-    print("|---|---|---|---|---|---|")
-    out["duplicates"] = {}
-    for n in scope.sae_layers:
-        feats = scope.feature_index.features(n)
-        alive = torch.tensor((feats["count"] > 0).to_numpy())
-        m, c, mc = dup_clusters(scope.sae(n).W_enc.detach(), alive)
-        dense = feats[feats.density > 0.35].sort_values("density", ascending=False)
-        out["duplicates"][n] = {"features": m, "clusters": c, "mean_cos": mc,
-                                "dense": dense[["feature", "density", "label"]].to_dict("records")}
-        print(f"| {n} | {m} | {c} | {mc:.4f} | {len(dense)} | "
-              + ", ".join(f"{int(r.feature)} ({r.density:.0%}: {r.label})" for r in dense.itertuples()) + " |")
+    if "dup" in sections:
+        # near-duplicate features and very dense features, every layer (layer 5 is the one the check flagged)
+        print("\nnear-duplicate encoder rows (cosine > 0.99 with another feature alive in the index) and dense features")
+        print("| layer | features in duplicate clusters | clusters | mean cosine of duplicate pairs | "
+              "features with density > 35% (index) | their densities |")
+        print("|---|---|---|---|---|---|")
+        out["duplicates"] = {}
+        for n in scope.sae_layers:
+            feats = scope.feature_index.features(n)
+            alive = torch.tensor((feats["count"] > 0).to_numpy())
+            m, c, mc = dup_clusters(scope.sae(n).W_enc.detach(), alive)
+            dense = feats[feats.density > 0.35].sort_values("density", ascending=False)
+            out["duplicates"][n] = {"features": m, "clusters": c, "mean_cos": mc,
+                                    "dense": dense[["feature", "density", "label"]].to_dict("records")}
+            print(f"| {n} | {m} | {c} | {mc:.4f} | {len(dense)} | "
+                  + ", ".join(f"{int(r.feature)} ({r.density:.0%}: {r.label})" for r in dense.itertuples()) + " |")
 
-    # the steering demo: 1x and 4x the feature's q90, beside same-norm controls
-    layer, f = 3, 2360
-    q90 = float(scope.feature_index.features(layer).q90.iloc[f])
-    df = scope.steering_eval(NEUTRAL_PROMPTS, SteeringEdit(layer, f, 1.0), strengths=[q90, 4 * q90],
-                             metrics=[WordRate(BIBLE_WORDS, name="bible_rate"), FeatureActivation(),
-                                      TargetLogProb([" which", " who"], name="which_who_logprob")],
-                             seeds=[0, 1, 2, 3], max_new_tokens=24)
-    summ = df.summary()
-    out["steering"] = {"q90": q90, "summary": summ.to_dict("records"),
-                       "texts": df[df.seed == 0][["prompt", "strength", "condition", "control_feature", "text"]]
-                       .to_dict("records")}
-    print(f"\nsteering L{layer}/{f} ('{scope.feature_index.label(layer, f)}') at q90 = {q90:.1f} and 4 x q90; "
-          "6 neutral prompts x 4 seeds (random direction / other feature drawn per seed), greedy, 24 tokens")
-    print("| strength | metric | feature | baseline | random dir. | other feature | margin vs random (sd) | "
-          "margin vs other (sd) | specific (n prompts) | perplexity feature / baseline | distinct-2 feature / baseline |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for r in summ.itertuples():
-        print(f"| {r.strength:.1f} | {r.metric} | {r.feature_mean:.3f} | {r.baseline_mean:.3f} | "
-              f"{r.random_direction_mean:.3f} | {r.other_feature_mean:.3f} | "
-              f"{r.margin_vs_random_direction:+.3f} ({r.sd_vs_random_direction:.3f}) | "
-              f"{r.margin_vs_other_feature:+.3f} ({r.sd_vs_other_feature:.3f}) | {r.specific} ({r.n_prompts}) | "
-              f"{r.perplexity_feature:.1f} / {r.perplexity_baseline:.1f} | "
-              f"{r.distinct2_feature:.2f} / {r.distinct2_baseline:.2f} |")
-    fluency = df.groupby(["strength", "condition"])[["perplexity", "distinct2"]].mean()
-    print("\nfluency per condition (mean over prompts x seeds)\n" + fluency.round(3).to_string())
-    print("\ncontinuations at 4 x q90, seed 0:")
-    for r in df[(df.seed == 0) & (df.strength == 4 * q90)].itertuples():
-        print(f"  [{r.condition}{'' if r.control_feature != r.control_feature else f' {int(r.control_feature)}'}] "
-              f"{r.prompt!r} -> {r.text!r}")
+    if "steer" in sections:
+        # the steering demo: 1x and 4x the feature's q90, beside same-norm controls
+        layer, f = 3, 2360
+        q90 = float(scope.feature_index.features(layer).q90.iloc[f])
+        df = scope.steering_eval(NEUTRAL_PROMPTS, SteeringEdit(layer, f, 1.0), strengths=[q90, 4 * q90],
+                                 metrics=[WordRate(BIBLE_WORDS, name="bible_rate"), FeatureActivation(),
+                                          TargetLogProb([" which", " who"], name="which_who_logprob")],
+                                 seeds=[0, 1, 2, 3], max_new_tokens=24)
+        summ = df.summary()
+        out["steering"] = {"q90": q90, "summary": summ.to_dict("records"),
+                           "texts": df[df.seed == 0][["prompt", "strength", "condition", "control_feature", "text"]]
+                           .to_dict("records")}
+        print(f"\nsteering L{layer}/{f} ('{scope.feature_index.label(layer, f)}') at q90 = {q90:.1f} and 4 x q90; "
+              "6 neutral prompts x 4 seeds (random direction / other feature drawn per seed), greedy, 24 tokens")
+        print("| strength | metric | feature | baseline | random dir. | other feature | margin vs random (sd) | "
+              "margin vs other (sd) | specific (n prompts) | perplexity feature / baseline | distinct-2 feature / baseline |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in summ.itertuples():
+            print(f"| {r.strength:.1f} | {r.metric} | {r.feature_mean:.3f} | {r.baseline_mean:.3f} | "
+                  f"{r.random_direction_mean:.3f} | {r.other_feature_mean:.3f} | "
+                  f"{r.margin_vs_random_direction:+.3f} ({r.sd_vs_random_direction:.3f}) | "
+                  f"{r.margin_vs_other_feature:+.3f} ({r.sd_vs_other_feature:.3f}) | {r.specific} ({r.n_prompts}) | "
+                  f"{r.perplexity_feature:.1f} / {r.perplexity_baseline:.1f} | "
+                  f"{r.distinct2_feature:.2f} / {r.distinct2_baseline:.2f} |")
+        fluency = df.groupby(["strength", "condition"])[["perplexity", "distinct2"]].mean()
+        print("\nfluency per condition (mean over prompts x seeds)\n" + fluency.round(3).to_string())
+        print("\ncontinuations at 4 x q90, seed 0:")
+        for r in df[(df.seed == 0) & (df.strength == 4 * q90)].itertuples():
+            print(f"  [{r.condition}{'' if r.control_feature != r.control_feature else f' {int(r.control_feature)}'}] "
+                  f"{r.prompt!r} -> {r.text!r}")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1, default=str))
     return out
