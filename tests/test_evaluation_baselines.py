@@ -1,6 +1,5 @@
 """evaluate_saes: the same figures as evaluate_sae where they overlap, plus fair baselines computed as defined."""
 
-import math
 
 import pytest
 import torch
