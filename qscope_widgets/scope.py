@@ -507,3 +507,11 @@ class Scope:
         from .monitor import Monitor
 
         return Monitor(self, features, reduce=reduce, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ measurement
+    def steering_eval(self, prompts: Any, edits: SteeringLike, **kwargs: Any):
+        """Steer ``edits`` on ``prompts`` beside same-norm controls and measure effect and fluency: a tidy
+        DataFrame with ``.summary()`` and ``.plot_effect()`` (see :mod:`qscope_widgets.steering_eval`)."""
+        from .steering_eval import steering_eval
+
+        return steering_eval(self, prompts, edits, **kwargs)
