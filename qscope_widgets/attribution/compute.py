@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .splice import frozen_weights, sae_splice
+from .splice import forward_logits, frozen_weights, sae_splice
 from .targets import AttributionError, Target, TargetError, resolve_target
 
 if TYPE_CHECKING:
@@ -70,12 +70,6 @@ def fits_in_bank(scope: "Scope", layers: list[int]) -> bool:
         return True
     per_layer = bank.get(layers[0]).nbytes()  # releases use one width for every layer
     return per_layer * len(layers) <= bank.max_bytes
-
-
-def forward_logits(scope: "Scope", ids: Tensor) -> Tensor:
-    """``(batch, vocab)`` float logits at the last position of ``ids`` (only that row is projected to the vocab)."""
-    out = scope.model(input_ids=ids, use_cache=False, logits_to_keep=1)
-    return out.logits[:, -1].float()
 
 
 def _scalar_metric(target: Target, logits: Tensor) -> Tensor:

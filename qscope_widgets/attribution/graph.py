@@ -289,7 +289,7 @@ def build(a: "Attribution", *, max_nodes: int = 30, include_errors: bool = True,
         try:
             for n in sorted(by_layer):
                 handles.append(scope.layers[n].register_forward_hook(make_hook(n)))
-            from .compute import forward_logits
+            from .splice import forward_logits
 
             logits = forward_logits(scope, ids)
         finally:

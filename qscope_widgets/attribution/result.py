@@ -169,7 +169,7 @@ class Attribution:
     def ablation_effect(self, layer: int, position: int, feature: int) -> float:
         """``metric(clean) - metric(feature ablated)``, exactly: one forward with the steering path's ``ablate``
         edit on that feature at that layer and position, the rest of the model running normally."""
-        from .compute import forward_logits
+        from .splice import forward_logits
 
         scope = self.scope
         ids = self.token_ids[None].to(scope.device)

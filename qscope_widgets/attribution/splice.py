@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
 
 from ..sae.model import SparseAutoencoder
+
+if TYPE_CHECKING:
+    from ..scope import Scope
 
 
 @dataclass
@@ -95,3 +98,9 @@ def sae_splice(layers: nn.ModuleList, saes: Mapping[int, SparseAutoencoder], *,
     finally:
         for h in handles:
             h.remove()
+
+
+def forward_logits(scope: "Scope", ids: Tensor) -> Tensor:
+    """``(batch, vocab)`` float logits at the last position of ``ids`` (only that row is projected to the vocab)."""
+    out = scope.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+    return out.logits[:, -1].float()
