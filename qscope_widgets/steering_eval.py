@@ -363,21 +363,21 @@ def steering_eval(scope: "Scope", prompts: Any, edits: Any, *, strengths: Any = 
                         key = (prompt, edit.layer, edit.feature, s, cond, control,
                                None if (deterministic and cond in ("baseline", "feature")) else seed)
                         if cond == "baseline":
-                            key = (prompt, "baseline", None if deterministic else seed)
-                        if key not in gen_cache:
-                            gen_cache[key] = _generate(scope, prompt, steer, interv if cond == "random_direction"
-                                                       else None, max_new_tokens, seed, temperature, top_p)
-                        toks = gen_cache[key]
-                        c = Continuation(scope, prompt, prompt_ids, toks,
-                                         scope.tokenizer.decode(toks, skip_special_tokens=True), e_s, cond, interv)
+                            key = (prompt, "baseline", edit.layer, edit.feature, None if deterministic else seed)
+                        if key not in gen_cache:  # identical runs (greedy baseline / feature rows) measured once
+                            toks = _generate(scope, prompt, steer, interv if cond == "random_direction" else None,
+                                             max_new_tokens, seed, temperature, top_p)
+                            c = Continuation(scope, prompt, prompt_ids, toks,
+                                             scope.tokenizer.decode(toks, skip_special_tokens=True), e_s, cond, interv)
+                            measured = {"text": c.text, "n_tokens": len(toks)}
+                            for name, (fn, _) in table.items():
+                                measured[name] = float(fn(c))
+                            measured["perplexity"] = perplexity(c)
+                            measured["distinct2"] = distinct2(c)
+                            gen_cache[key] = measured
                         row = {"prompt": prompt, "layer": edit.layer, "feature": edit.feature, "strength": s,
                                "condition": cond, "seed": seed, "control_feature": control,
-                               "direction_norm": 0.0 if cond == "baseline" else norm, "text": c.text,
-                               "n_tokens": len(toks)}
-                        for name, (fn, _) in table.items():
-                            row[name] = float(fn(c))
-                        row["perplexity"] = perplexity(c)
-                        row["distinct2"] = distinct2(c)
+                               "direction_norm": 0.0 if cond == "baseline" else norm, **gen_cache[key]}
                         rows.append(row)
                         done += 1
                         if progress is not None:

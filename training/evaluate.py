@@ -67,7 +67,7 @@ def bible_word_rate(text: str) -> float:
 def steering_pick(scope, layer: int = 3) -> tuple[int, float]:
     """The steering demo's feature and strength: of layer 3's three most biblical features (``genre_features``), the
     most bible-specific one (largest share of its activation mass on biblical text), added with strength equal to
-    its 90th-percentile activation (one typical strong firing; 4x that collapses the text into commas)."""
+    its 90th-percentile activation (one typical strong firing; 4x that makes the text repeat "which which...")."""
     cand = genre_features(scope, layer, "bible", n=3)
     f = int(cand.sort_values("group_bible", ascending=False).feature.iloc[0])
     return f, float(scope.feature_index.features(layer).q90.iloc[f])

@@ -117,7 +117,8 @@ def main() -> None:
       f"{sum(r['feature_act_baseline'] for r in st['rows']) / len(st['rows']):.2f} → "
       f"{sum(r['feature_act_steered'] for r in st['rows']) / len(st['rows']):.2f}. "
       "`tests/test_demo_model.py` asserts both rise (the word rate by more than 0.05). Four times that strength "
-      "collapses the text into commas, as in the release's own reports of strong steering.\n")
+      "makes the text repeat the promoted token (\"which which is the which...\"); see the controls measured by "
+      "`benchmarks/demo_metrics.py --sections steer`.\n")
     w("| prompt | baseline | steered | biblical words (base → steered) | feature activation (base → steered) |")
     w("|---|---|---|---|---|")
     for r in st["rows"]:
