@@ -33,7 +33,7 @@ class AttributionView(ScopeWidget):
     @property
     def current_attribution(self):
         """The :class:`~qscope_widgets.attribution.Attribution` drawn now (None without a target)."""
-        self.wait()
+        self.wait(raise_error=False)  # a refused input (shown in the status line) leaves the drawn result valid
         if self._result is None:
             return None
         pin = ap.PanelInput(self.scope, self._result.traces, self._result.request.view, self._info,
