@@ -166,3 +166,19 @@ def test_explorer_attribute_opens_a_view_on_its_prompt_layer_and_token(demo):
             av.close()
     finally:
         ex.close()
+
+
+def test_pin_message_pins_into_the_newest_explorer_or_says_there_is_none(demo, view):
+    from qscope_widgets.widgets.explorer import live_widgets
+
+    for w in live_widgets():  # the other tests' explorers are closed; make sure none is left open
+        if isinstance(w, Explorer):
+            w.close()
+    view._on_message(view, {"type": "pin", "layer": 3, "feature": 2396}, [])
+    assert "no explorer" in view.error and view.edits == []
+    ex = Explorer(demo, PROMPT, layer=3)
+    try:
+        view._on_message(view, {"type": "pin", "layer": 3, "feature": 2396}, [])
+        assert [(r["layer"], r["feature"]) for r in ex.edits] == [(3, 2396)] and view.edits == []
+    finally:
+        ex.close()

@@ -110,6 +110,11 @@ export function createAttribution(ctx) {
       h("span", { class: "qscope-num", text: fmt(n.attribution) }),
       h("span", { class: "qscope-mono", text: ` L${n.layer} #${n.position} ` }),
       h("span", { class: "qscope-mono" }, [visibleToken(n.token).node]),
+      n.kind === "feature" ? h("button", {
+        class: "qscope-btn qscope-attr-pin", text: "pin", title: "pin to the explorer's steering sliders",
+        dataset: { qscope: "attribution-pin", layer: n.layer, feature: n.feature },
+        onclick: (/** @type {Event} */ ev) => { ev.stopPropagation(); ctx.safe("attribution.pin", () => model.send({ type: "pin", layer: n.layer, feature: n.feature })); },
+      }) : "",
       h("span", { text: n.kind === "error" ? " error" : ` f${n.feature} ${n.label || ""}` }),
     ])));
   }

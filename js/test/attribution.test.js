@@ -50,6 +50,10 @@ describe("attribution panel", () => {
     expect(model.sent).toEqual([]);
     rows[1].click();
     expect(model.sent).toEqual([{ type: "select_feature", layer: 1, feature: 11 }]);
+    expect(rows[0].querySelector("[data-qscope='attribution-pin']")).toBeNull(); // an error node cannot be pinned
+    rows[2].querySelector("[data-qscope='attribution-pin']").click();
+    expect(model.sent.at(-1)).toEqual({ type: "pin", layer: 1, feature: 5 });
+    expect(model.sent.length).toBe(2); // the pin click does not also select
   });
 
   it("draws the graph as SVG: a node per graph node sized by |attribution|, an edge per edge", async () => {

@@ -15,7 +15,7 @@ import traitlets as t
 
 from ..errors import QScopeError
 from . import attribution_panel as ap
-from .scope_widget import ScopeWidget
+from .scope_widget import ScopeWidget, latest_explorer
 from .status import error_text
 
 
@@ -53,8 +53,24 @@ class AttributionView(ScopeWidget):
         self.attribution_check = check
         return check
 
+    def pin_to_explorer(self, layer: int, feature: int) -> dict[str, Any]:
+        """Pin a feature into the newest open explorer's steering sliders on this scope (this view has none)."""
+        target = latest_explorer(self.scope)
+        if target is None:
+            raise QScopeError("no explorer with steering sliders to pin into: open one with scope.explore(prompt) "
+                              "first")
+        return target.pin(int(layer), int(feature))
+
     def _on_message(self, widget: Any, content: dict[str, Any], buffers: Any) -> None:
-        if not (isinstance(content, dict) and content.get("type") == "verify"):
+        kind = content.get("type") if isinstance(content, dict) else None
+        if kind == "pin":
+            try:
+                self.pin_to_explorer(content["layer"], content["feature"])
+                self._set_status(error="")
+            except (QScopeError, KeyError, TypeError, ValueError) as exc:
+                self._set_status(error=error_text(exc))
+            return None
+        if kind != "verify":
             return super()._on_message(widget, content, buffers)
 
         def run() -> None:  # n exact forwards: off the kernel's thread, so the page stays responsive
