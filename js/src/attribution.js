@@ -124,22 +124,26 @@ export function createAttribution(ctx) {
     const g = a.graph || { nodes: [], edges: [] };
     if (!g.nodes.length) return;
     const layers = [...new Set(g.nodes.map((n) => n.layer))].sort((x, y) => y - x);  // target (top layer) first
-    const positions = [...new Set(g.nodes.map((n) => n.position))].sort((x, y) => x - y);
-    const W = SVG_W, H = PAD * 2 + ROW_H * Math.max(0, layers.length - 1);
-    const x = (/** @type {number} */ p) => positions.length < 2 ? W / 2 : PAD + (W - 2 * PAD) * positions.indexOf(p) / (positions.length - 1);
+    const cols = Math.max(1, Number((a.shape || [0, 1])[1]));  // columns line up with the grid's positions
+    const W = SVG_W, H = PAD * 2 + ROW_H * Math.max(0, layers.length - 1), colW = (W - 2 * PAD) / cols;
+    const x = (/** @type {number} */ p) => PAD + colW * (p + 0.5);
     const y = (/** @type {number} */ l) => PAD + ROW_H * layers.indexOf(l);
     const feat = g.nodes.filter((n) => n.kind !== "target");
     const maxA = Math.max(1e-12, ...feat.map((n) => Math.abs(n.attribution)));
-    // nodes sharing a (layer, position) cell are spread sideways
+    // nodes sharing a (layer, position) cell are spread sideways within the column
+    const key = (/** @type {import("./model").AttributionNode} */ n) => `${n.layer}/${n.position}`;
+    /** @type {Map<string, number>} */
+    const count = new Map();
+    for (const n of g.nodes) count.set(key(n), (count.get(key(n)) || 0) + 1);
     /** @type {Map<string, number>} */
     const seen = new Map();
     /** @type {Map<string, [number, number]>} */
     const at = new Map();
     for (const n of g.nodes) {
-      const k = `${n.layer}/${n.position}`;
-      const i = seen.get(k) || 0;
-      seen.set(k, i + 1);
-      at.set(String(n.id), [x(n.position) + (i % 2 ? 1 : -1) * Math.ceil(i / 2) * 2 * R_MAX * 0.9, y(n.layer)]);
+      const i = seen.get(key(n)) || 0, m = count.get(key(n)) || 1;
+      seen.set(key(n), i + 1);
+      const step = Math.min(2 * R_MAX, (colW * 1.6) / m);
+      at.set(String(n.id), [x(n.position) + (i - (m - 1) / 2) * step, y(n.layer)]);
     }
     const maxW = Math.max(1e-12, ...g.edges.map((e) => Math.abs(e[2])));
     const svg = h("svg:svg", { viewBox: `0 0 ${W} ${H}`, width: "100%", role: "img", "aria-label": "attribution graph" });
