@@ -86,6 +86,12 @@ def test_selected_token_moves_the_position_and_view_only_changes_reuse_the_cache
         v.close()
 
 
+def test_view_syncs_heatmap_next_tokens_and_attribution_traits_only(view):
+    assert view._panels == ["heatmap", "next_tokens", "attribution"]
+    assert view.next_tokens["position"] == 8       # the predictions a click can turn into the target
+    assert not view.has_trait("sidebar") and not view.has_trait("layer_chart")
+
+
 def test_no_target_means_no_attribution(demo):
     v = AttributionView(demo, PROMPT, layer=3)
     try:

@@ -12,7 +12,7 @@ const node = (layer, position, feature, attribution, kind = "feature", token = "
 function attrState(over = {}) {
   const top = [node(2, 3, -1, 1.5, "error"), node(1, 3, 11, 1.2), node(1, 2, 5, -0.8), node(2, 1, 7, 0.2)];
   return explorerState({
-    _view: "attribution", _panels: ["heatmap", "attribution"],
+    _view: "attribution", _panels: ["heatmap", "next_tokens", "attribution"],
     attribution_target: " earth",
     // 2 layers x 4 positions, row-major
     attribution_grid: f32([0, 0, -0.8, 1.2, 0, 0.2, 0, 1.5]),
@@ -99,5 +99,20 @@ describe("attribution panel", () => {
       { layer: 1, position: 2, feature: 5, estimate: -0.8, true_effect: -0.7 }] } });
     expect($("[data-qscope='spearman']").textContent).toBe(" Spearman 1");
     expect($$("[data-qscope='verify-row']").length).toBe(2);
+  });
+
+  it("clicking a predicted next token makes it the target here, and does nothing in the explorer", async () => {
+    const model = new FakeModel(attrState());
+    const { $$ } = await mount(model);
+    const rows = $$("[data-qscope='next-tokens'] .qscope-next-row");
+    expect(rows.map((r) => r.dataset.token)).toEqual([" God", " the"]);
+    rows[0].click();
+    expect(model.get("attribution_target")).toBe(" God");
+    expect(model.saves).toBe(1);
+    const ex = new FakeModel(explorerState());
+    const mounted = await mount(ex);
+    mounted.$$("[data-qscope='next-tokens'] .qscope-next-row")[0].click();
+    expect(ex.sets).toEqual([]);
+    expect(ex.get("attribution_target")).toBeUndefined();
   });
 });

@@ -1,9 +1,10 @@
-""":class:`AttributionView`: the token heatmap + the attribution panel (``widgets/attribution_panel.py``).
+""":class:`AttributionView`: the token heatmap, next tokens and the attribution panel (``attribution_panel.py``).
 
-Set ``attribution_target`` (a token) and the panel shows which features, at which layer and position, made the
-model predict it at the selected token (else the last). The front end's "verify" button sends ``{"type":
-"verify", "n": n}``; :meth:`AttributionView.verify` ablates the top ``n`` feature nodes exactly (off the kernel's
-thread) and writes estimate vs true effect and their Spearman correlation to ``attribution_check``.
+Set ``attribution_target`` (a token, or click a predicted next token) and the panel shows which features, at which
+layer and position, made the model predict it at the selected token (else the last). The front end's "verify"
+button sends ``{"type": "verify", "n": n}``; :meth:`AttributionView.verify` ablates the top ``n`` feature nodes
+exactly (off the kernel's thread) and writes estimate vs true effect and their Spearman correlation to
+``attribution_check``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class AttributionView(ScopeWidget):
     """Token heatmap + attribution grid, ranked nodes and graph of ``attribution_target``; "verify" button."""
 
     _view = t.Unicode("attribution").tag(sync=True)
-    panels = ("heatmap", "attribution")
+    panels = ("heatmap", "next_tokens", "attribution")
 
     def __init__(self, scope: Any, prompt: str = "", target: Any = "", **kwargs: Any):
         if target != "":
