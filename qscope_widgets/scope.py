@@ -492,6 +492,14 @@ class Scope:
 
         return attribute(self, prompt, target, position=position, layers=layers, method=method, steps=steps)
 
+    def attribution_view(self, prompt: str = "", target: Any = "", **kwargs: Any):
+        """The live attribution view (token heatmap + attribution grid, ranked nodes, graph, "verify") of
+        ``target`` at the selected token (else the last) of ``prompt``: an
+        :class:`~qscope_widgets.widgets.AttributionView`."""
+        from .widgets import AttributionView
+
+        return AttributionView(self, prompt, target, **kwargs)
+
     # ------------------------------------------------------------------------------------------ contrast, monitors
     def contrast(self, a: Any, b: Any, *, layers: Any = None, by: str = "rate", skip_first: bool = True,
                  **kwargs: Any):

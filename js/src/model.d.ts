@@ -12,6 +12,18 @@ export interface Edit {
   [bookkeeping: string]: unknown;
 }
 
+/** One attribution node (docs/widget-contract.md, panel `attribution`). */
+export interface AttributionNode {
+  id?: string; layer: number; position: number; token: string; feature: number; label: string;
+  activation: number; attribution: number; kind: string;
+}
+
+export interface AttributionData {
+  target?: string; position?: number; method?: string; metric?: number; error_share?: number; layers?: number[];
+  shape?: [number, number]; tokens?: string[]; range?: [number, number]; top?: AttributionNode[];
+  graph?: { nodes: AttributionNode[]; edges: Array<[string, string, number]> };
+}
+
 export interface Traits {
   // every view
   _view: string;
@@ -60,6 +72,13 @@ export interface Traits {
   // layers
   layer_chart: Binary;
   layer_state: string[];
+  // attribution
+  attribution_target: string;
+  attribution_grid: Binary;
+  attribution: AttributionData;
+  attribution_check: { n?: number; spearman?: number | null; pearson?: number | null; metric?: number; target?: string;
+                       position?: number; running?: boolean; error?: string;
+                       rows?: Array<{ layer: number; position: number; feature: number; estimate: number; true_effect: number }> };
   // FeatureDashboard
   feature: number;
   data: Record<string, any>;

@@ -7,13 +7,24 @@ export function createNextTokens(ctx) {
   const { model } = ctx;
   // ---- next tokens: baseline vs steered
   const nextEl = h("div", { class: "qscope-next", dataset: { qscope: "next-tokens" } });
+  // in a view with an attribution panel, clicking a predicted token makes it the attribution target
+  const attributable = model.get("attribution_target") !== undefined;
+  /** @param {string} tok */
+  const attribute = (tok) => ctx.safe("next_tokens.attribute", () => {
+    model.set("attribution_target", tok);
+    model.save_changes();
+  });
   /** @param {string} title @param {any[]} rows @param {Set<string>} other */
   function column(title, rows, other) {
     const maxP = Math.max(1e-9, ...rows.map((r) => Number(r[1]) || 0));
     return h("div", { class: "qscope-next-col" }, [
       h("div", { class: "qscope-col-title", text: title }),
       ...rows.map(([tok, p]) => h("div", {
-        class: `qscope-next-row${other.has(String(tok)) ? "" : " qscope-new"}`, dataset: { token: String(tok), prob: String(p) },
+        class: `qscope-next-row${other.has(String(tok)) ? "" : " qscope-new"}${attributable ? " qscope-clickable" : ""}`,
+        dataset: { token: String(tok), prob: String(p) },
+        tabindex: attributable ? "0" : null, title: attributable ? "attribute this token" : null,
+        onclick: attributable ? () => attribute(String(tok)) : null,
+        onkeydown: attributable ? (/** @type {KeyboardEvent} */ ev) => { if (ev.key === "Enter") attribute(String(tok)); } : null,
       }, [
         h("span", { class: "qscope-mono qscope-next-tok" }, [visibleToken(String(tok)).node]),
         h("span", { class: "qscope-bar" }, [h("span", { class: "qscope-bar-fill", style: { width: `${(Number(p) / maxP) * 100}%` } })]),

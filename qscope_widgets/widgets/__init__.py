@@ -4,11 +4,11 @@ Python side of the contract in ``docs/widget-contract.md``; the front end is ``j
 """
 
 from .dashboard import FeatureDashboard, feature_data
-from .explorer import (VIEWS, Explorer, FeatureSidebar, LayerScrubber, LiveSteering, ScopeWidget, SteeringPanel,
+from .explorer import (VIEWS, AttributionView, Explorer, FeatureSidebar, LayerScrubber, LiveSteering, ScopeWidget, SteeringPanel,
                        TokenHeatmap, WidgetInputError)
 from .panels import PANELS, Panel, PanelInput, register_panel
 from .scheduler import RunScheduler, Superseded
 
 __all__ = ["Explorer", "TokenHeatmap", "FeatureSidebar", "SteeringPanel", "LayerScrubber", "FeatureDashboard",
            "LiveSteering", "ScopeWidget", "RunScheduler", "Superseded", "feature_data", "Panel", "PanelInput",
-           "PANELS", "register_panel", "VIEWS", "WidgetInputError"]
+           "PANELS", "register_panel", "VIEWS", "WidgetInputError", "AttributionView"]

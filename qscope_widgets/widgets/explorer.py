@@ -10,9 +10,10 @@ import traitlets as t
 
 from .live_steering import LiveSteering
 from .scope_widget import ScopeWidget, WidgetInputError, latest_explorer, live_widgets
+from .attribution_view import AttributionView
 
 __all__ = ["Explorer", "TokenHeatmap", "FeatureSidebar", "SteeringPanel", "LayerScrubber", "ScopeWidget",
-           "LiveSteering", "WidgetInputError", "latest_explorer", "live_widgets", "VIEWS"]
+           "LiveSteering", "WidgetInputError", "latest_explorer", "live_widgets", "VIEWS", "AttributionView"]
 
 
 class Explorer(ScopeWidget):
@@ -20,6 +21,11 @@ class Explorer(ScopeWidget):
 
     _view = t.Unicode("explorer").tag(sync=True)
     panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation")
+
+    def attribute(self, target: object, **kwargs: object) -> AttributionView:
+        """An :class:`AttributionView` of this prompt, layer, selected token and steering, explaining ``target``."""
+        return AttributionView(self.scope, self.prompt, target, layer=self.layer,
+                               selected_token=self.selected_token, edits=[dict(r) for r in self.edits], **kwargs)
 
 
 class TokenHeatmap(ScopeWidget):
@@ -51,4 +57,5 @@ class LayerScrubber(ScopeWidget):
 
 
 VIEWS: dict[str, type[ScopeWidget]] = {cls._view.default_value: cls for cls in
-                                       (Explorer, TokenHeatmap, FeatureSidebar, SteeringPanel, LayerScrubber)}
+                                       (Explorer, TokenHeatmap, FeatureSidebar, SteeringPanel, LayerScrubber,
+                                        AttributionView)}
