@@ -10,7 +10,7 @@ PKG = Path(__file__).resolve().parent.parent / "qscope_widgets"
 CORE = {"scope", "hooks", "sae", "trace", "steering", "generation", "tokens", "errors", "model_layers", "html", "validate"}
 WIDGETS = {"widgets"}
 # The deliberate thin lazy entry points by which core reaches up (Scope.explore -> widgets, ...).
-ENTRY_POINTS = {"explore", "feature", "index", "load_index", "attribute", "contrast", "monitor", "steering_eval", "export", "demo"}
+ENTRY_POINTS = {"explore", "feature", "index", "load_index", "attribute", "contrast", "monitor", "steering_eval", "export", "demo", "compare"}
 
 TEMPORARY_ALLOW: set[tuple[str, ...]] = set()
 
