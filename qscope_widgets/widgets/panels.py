@@ -223,6 +223,37 @@ def diff_values(steered: LayerCodes, baseline: LayerCodes, view: ViewInputs) -> 
     return ((to_numpy(steered.residual_norm) - base) / np.maximum(base, 1e-12)).astype(np.float32)
 
 
+def monitor_from_spec(scope: Any, spec: Any):
+    """The Monitor a ``monitor`` trait value describes (its features checked against ``scope``), or None."""
+    from ..monitor import Monitor
+
+    if spec in (None, {}):
+        return None
+    if not isinstance(spec, dict) or "features" not in spec:
+        raise QScopeError(f"monitor must be a dict with 'features' (and 'weights', 'threshold'), got {spec!r:.80}")
+    try:
+        pairs = [(int(n), int(f)) for n, f in spec["features"]]
+    except (TypeError, ValueError) as exc:
+        raise QScopeError(f"monitor features must be [layer, feature] pairs, got {spec['features']!r:.80}") from exc
+    return Monitor(scope, pairs, weights=spec.get("weights"), threshold=spec.get("threshold"),
+                   reduce=spec.get("reduce", "max"), skip_first=spec.get("skip_first", True))
+
+
+
+def monitor_values(p: PanelInput) -> np.ndarray:
+    """The monitor's per-token score of the drawn trace, scaled to [0, 1] (float32, one per token)."""
+    from ..monitor import token_colouring
+
+    monitor = monitor_from_spec(p.scope, p.inputs.get("monitor"))
+    if monitor is None:
+        raise QScopeError("color_by='monitor' needs a monitor: call explorer.color_by_monitor(scope.monitor(...))")
+    trace = p.trace
+    if any(n not in trace.layers for n in monitor.layers):
+        trace = p.scope.run(p.traces.request.prompt, layers=monitor.layers,
+                            steering=list(p.traces.request.edits) or None)
+    return np.asarray(token_colouring(monitor, trace), dtype=np.float32)
+
+
 @panel("heatmap", inputs=("selected_token", "selected_feature", "color_by", "diff", "monitor"),
        depends=("layer", "selected_feature", "color_by", "diff", "monitor"),
        outputs={"tokens": lambda: t.List(t.Unicode()), "k": lambda: t.Int(0),
@@ -235,7 +266,6 @@ def heatmap_panel(p: PanelInput) -> dict[str, Any]:
     """The prompt's tokens, each layer's top-k codes (sparse, binary), the colour values and the diff."""
     codes = p.codes
     if p.view.color_by == "monitor":
-        from .monitor_colour import monitor_values  # the monitor's per-token score in [0, 1]
         values = monitor_values(p)
     else:
         values = token_values(codes, p.view)
