@@ -20,7 +20,7 @@ import traitlets as t
 from ..errors import PromptError, QScopeError
 from ..steering import SteeringEdit
 from .panels import PanelInput, panel, register_input
-from .scope_widget import ScopeWidget
+from .scope_widget import ScopeWidget, WidgetInputError
 from .status import error_text
 from .view_state import f32, to_numpy
 
@@ -37,7 +37,16 @@ def check_prompt_b(scope: Any, value: Any) -> str:
     return value
 
 
-register_input("prompt_b", lambda: t.Unicode(""), validate=check_prompt_b)
+class PromptText(t.Unicode):
+    """A Unicode trait whose type error is a :class:`WidgetInputError` (a QScopeError) naming the value."""
+
+    def validate(self, obj: Any, value: Any) -> str:
+        if not isinstance(value, str):
+            raise WidgetInputError(f"{self.name} must be a string, got {type(value).__name__} {value!r:.60}")
+        return super().validate(obj, value)
+
+
+register_input("prompt_b", lambda: PromptText(""), validate=check_prompt_b)
 
 
 def _cached(scope: Any, key: tuple, make: Any) -> Any:
