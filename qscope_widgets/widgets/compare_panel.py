@@ -131,10 +131,17 @@ class CompareView(ScopeWidget):
             if not isinstance(value, str):
                 raise PromptError(f"{name} must be a string, got {type(value).__name__} {value!r:.60}")
         wait = kwargs.pop("wait", True)
-        super().__init__(scope, prompt, wait=False, **kwargs)
-        self.prompt_b = prompt_b  # submits the request with both prompts
-        if prompt and wait:
-            self.wait()
+        super().__init__(scope, "", wait=False, **kwargs)
+        self._ready = False  # both prompts first, then one request (none while the first prompt is empty)
+        try:
+            self.prompt_b = prompt_b
+            self.prompt = prompt
+        finally:
+            self._ready = True
+        if prompt:
+            self._request()
+            if wait:
+                self.wait()  # a bad prompt raises here, naming the problem
 
     @property
     def rows(self) -> list[dict[str, Any]]:
