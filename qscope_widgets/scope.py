@@ -523,3 +523,12 @@ class Scope:
         from .steering_eval import steering_eval
 
         return steering_eval(self, prompts, edits, **kwargs)
+
+    # ------------------------------------------------------------------------------------------ compare view
+    def compare(self, a: str = "", b: str = "", *, layer: int | None = None, **kwargs: Any):
+        """The compare view: prompts ``a`` and ``b`` coloured by a contrast feature, the features of ``layer``
+        ranked by :meth:`contrast`, and a pin per feature with steering presets
+        (:class:`~qscope_widgets.widgets.compare_panel.CompareView`)."""
+        from .widgets import CompareView
+
+        return CompareView(self, a, b, layer=layer, **kwargs)

@@ -11,7 +11,7 @@ CORE = {"scope", "hooks", "sae", "trace", "steering", "generation", "tokens", "e
 WIDGETS = {"widgets"}
 # The deliberate thin lazy entry points by which core reaches up (Scope.explore -> widgets, ...).
 ENTRY_POINTS = {"explore", "feature", "index", "load_index", "attribute", "contrast", "monitor", "steering_eval", "export", "demo",
-                "attribution_view"}
+                "attribution_view", "compare"}
 
 TEMPORARY_ALLOW: set[tuple[str, ...]] = set()
 

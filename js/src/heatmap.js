@@ -90,6 +90,7 @@ export function createHeatmap(ctx) {
       return `feature ${snap.feature} activation${label ? ` (${label})` : ""}`;
     }
     if (snap.colorBy === "error") return "reconstruction error";
+    if (snap.colorBy === "monitor") return "monitor score (1 = at its threshold)";
     return "strongest feature";
   }
 

@@ -61,6 +61,17 @@ export interface Traits {
   value_range: number[];
   diff_caption: string;
   feature_labels: Record<string, string>;
+  monitor: { features?: Array<[number, number]>; weights?: number[]; threshold?: number | null; reduce?: string; skip_first?: boolean };
+  // compare
+  prompt_b: string;
+  compare_rows: Array<{ layer: number; feature: number; label: string; rate_a: number; rate_b: number; difference: number;
+                        presets: Record<string, number> }>;
+  compare_feature: number;
+  tokens_a: string[];
+  values_a: Binary;
+  tokens_b: string[];
+  values_b: Binary;
+  compare_range: number[];
   // sidebar
   sidebar: Array<Record<string, any>>;
   sidebar_title: string;

@@ -7,6 +7,7 @@ import { createNextTokens } from "./next_tokens.js";
 import { createContinuation } from "./continuation.js";
 import { createLayers } from "./layers.js";
 import { createAttribution } from "./attribution.js";
+import { createCompare } from "./compare.js";
 
 /** @typedef {(ctx: import("./context.js").Context) => HTMLElement} PanelComponent */
 
@@ -19,6 +20,7 @@ export const PANELS = {
   next_tokens: createNextTokens,
   continuation: createContinuation,
   attribution: createAttribution,
+  compare: createCompare,
 };
 
 /**

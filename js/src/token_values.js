@@ -10,6 +10,7 @@
  */
 export function localValues(s, colorBy, feature) {
   const n = s.tokens.length, k = s.k;
+  if (colorBy === "monitor") return null;  // the monitor's score needs the kernel (token_colouring)
   if (colorBy === "error") return s.recon.length === n ? s.recon : null;
   if (!(k > 0) || s.ids.length < n * k || s.codes.length < n * k) return null;
   const out = new Float32Array(n);

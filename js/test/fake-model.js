@@ -74,6 +74,7 @@ export class FakeModel {
 export const VIEW_PANELS = /** @type {Record<string, string[]>} */ ({
   explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation"],
   heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation"],
+  compare: ["compare", "steering"],
 });
 
 /** A realistic explorer state: 4 tokens, k=3, layers 0..3 with SAEs on 1..3. */

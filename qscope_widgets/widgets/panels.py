@@ -48,6 +48,7 @@ INPUT_TRAITS: dict[str, TraitFactory] = {
     "temperature": lambda: t.Float(0.0),
     "seed": lambda: t.Int(0),
     "stop_at_eos": lambda: t.Bool(True),
+    "monitor": lambda: t.Dict(),  # a Monitor's features / weights / threshold (widgets/monitor_colour.py)
 }
 BASE_INPUTS = ("prompt", "layer", "edits")
 NOT_A_REQUEST = {"search_query"}  # inputs answered by their own observer, without a new request
@@ -222,8 +223,39 @@ def diff_values(steered: LayerCodes, baseline: LayerCodes, view: ViewInputs) -> 
     return ((to_numpy(steered.residual_norm) - base) / np.maximum(base, 1e-12)).astype(np.float32)
 
 
-@panel("heatmap", inputs=("selected_token", "selected_feature", "color_by", "diff"),
-       depends=("layer", "selected_feature", "color_by", "diff"),
+def monitor_from_spec(scope: Any, spec: Any):
+    """The Monitor a ``monitor`` trait value describes (its features checked against ``scope``), or None."""
+    from ..monitor import Monitor
+
+    if spec in (None, {}):
+        return None
+    if not isinstance(spec, dict) or "features" not in spec:
+        raise QScopeError(f"monitor must be a dict with 'features' (and 'weights', 'threshold'), got {spec!r:.80}")
+    try:
+        pairs = [(int(n), int(f)) for n, f in spec["features"]]
+    except (TypeError, ValueError) as exc:
+        raise QScopeError(f"monitor features must be [layer, feature] pairs, got {spec['features']!r:.80}") from exc
+    return Monitor(scope, pairs, weights=spec.get("weights"), threshold=spec.get("threshold"),
+                   reduce=spec.get("reduce", "max"), skip_first=spec.get("skip_first", True))
+
+
+
+def monitor_values(p: PanelInput) -> np.ndarray:
+    """The monitor's per-token score of the drawn trace, scaled to [0, 1] (float32, one per token)."""
+    from ..monitor import token_colouring
+
+    monitor = monitor_from_spec(p.scope, p.inputs.get("monitor"))
+    if monitor is None:
+        raise QScopeError("color_by='monitor' needs a monitor: call explorer.color_by_monitor(scope.monitor(...))")
+    trace = p.trace
+    if any(n not in trace.layers for n in monitor.layers):
+        trace = p.scope.run(p.traces.request.prompt, layers=monitor.layers,
+                            steering=list(p.traces.request.edits) or None)
+    return np.asarray(token_colouring(monitor, trace), dtype=np.float32)
+
+
+@panel("heatmap", inputs=("selected_token", "selected_feature", "color_by", "diff", "monitor"),
+       depends=("layer", "selected_feature", "color_by", "diff", "monitor"),
        outputs={"tokens": lambda: t.List(t.Unicode()), "k": lambda: t.Int(0),
                 "codes_ids": lambda: t.Bytes(b""), "codes_values": lambda: t.Bytes(b""),
                 "token_values": lambda: t.Bytes(b""), "diff_values": lambda: t.Bytes(b""),
@@ -233,7 +265,10 @@ def diff_values(steered: LayerCodes, baseline: LayerCodes, view: ViewInputs) -> 
 def heatmap_panel(p: PanelInput) -> dict[str, Any]:
     """The prompt's tokens, each layer's top-k codes (sparse, binary), the colour values and the diff."""
     codes = p.codes
-    values = token_values(codes, p.view)
+    if p.view.color_by == "monitor":
+        values = monitor_values(p)
+    else:
+        values = token_values(codes, p.view)
     if p.steered:
         diff = diff_values(codes, p.baseline.layers[p.view.layer], p.view)
         m = _scale_max(diff)
@@ -250,7 +285,8 @@ def heatmap_panel(p: PanelInput) -> dict[str, Any]:
         "token_values": f32(values),
         "recon_error": f32(to_numpy(codes.recon_error)),
         "diff_values": diff_b,
-        "value_range": diff_range if (p.view.diff and p.steered) else [0.0, _scale_max(values)],
+        "value_range": diff_range if (p.view.diff and p.steered) else
+        [0.0, 1.0] if p.view.color_by == "monitor" else [0.0, _scale_max(values)],
         "diff_caption": caption,
         "feature_labels": p.info.labels(p.view.layer, np.unique(to_numpy(codes.ids)).tolist()),
     }

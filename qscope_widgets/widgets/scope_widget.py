@@ -205,6 +205,24 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         self.edits = [*self.edits, row]
         return self.edits[-1]
 
+    def color_by_monitor(self, monitor: Any) -> "ScopeWidget":
+        """Colour the heatmap by ``monitor``'s per-token score (``token_colouring``: 0..1, 1 at its threshold);
+        ``None`` goes back to the strongest feature."""
+        if not self.has_trait("monitor"):
+            raise QScopeError(f"{type(self).__name__} has no heatmap to colour")
+        if monitor is None:
+            self.color_by, self.monitor = "strongest", {}
+            return self
+        from .monitor_colour import monitor_spec
+
+        spec = monitor_spec(monitor)
+        if monitor.scope is not self.scope:
+            raise QScopeError(f"{monitor!r} belongs to another Scope than this view's")
+        with self.hold_trait_notifications():
+            self.monitor = spec
+            self.color_by = "monitor"
+        return self
+
     def unpin(self, layer: int, feature: int) -> None:
         self.edits = [r for r in self.edits if (r["layer"], r["feature"]) != (layer, feature)]
 

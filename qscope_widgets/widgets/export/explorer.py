@@ -130,14 +130,14 @@ def explorer_snapshot(widget: Any, layers: Sequence[int] | None = None, *, max_t
     steered = bool(traces.request.edits)
     offered = [f for f in CHOICES if widget.has_trait(f)]
     domains: dict[str, list[Any]] = {
-        "layer": chosen, "selected_token": list(range(-1, n_tok)), "color_by": list(COLOR_BY),
+        "layer": chosen, "selected_token": list(range(-1, n_tok)), "color_by": [c for c in COLOR_BY if c != "monitor" or inputs.get("monitor")],
         "diff": [False, True] if steered else [view0.diff]}
     features: dict[int, set[int]] = {n: {-1} for n in chosen}
     if view0.selected_feature >= 0:
         features[view0.layer].add(view0.selected_feature)
 
     def call(p: Any, choice: dict[str, Any]) -> dict[str, Any]:
-        return p.compute(PanelInput(scope, traces, replace(view0, **choice), info))
+        return p.compute(PanelInput(scope, traces, replace(view0, **choice), info, inputs))
 
     store = _Store()
     variants: dict[tuple, dict[str, str]] = {}
