@@ -6,6 +6,7 @@ import { createSteering } from "./steering.js";
 import { createNextTokens } from "./next_tokens.js";
 import { createContinuation } from "./continuation.js";
 import { createLayers } from "./layers.js";
+import { createSweep } from "./sweep.js";
 
 /** @typedef {(ctx: import("./context.js").Context) => HTMLElement} PanelComponent */
 
@@ -17,6 +18,7 @@ export const PANELS = {
   steering: createSteering,
   next_tokens: createNextTokens,
   continuation: createContinuation,
+  sweep: createSweep,
 };
 
 /**
