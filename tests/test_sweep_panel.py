@@ -128,6 +128,21 @@ def test_a_bad_sweep_request_is_refused_naming_the_value(demo, bad, match):
         ex.close()
 
 
+def test_the_button_path_from_the_front_end_runs_the_sweep_on_the_worker(demo, swept):
+    _, frame = swept
+    w = SteeringPanel(demo, PROMPT, layer=3)
+    try:
+        w.set_state({"sweep_request": {"layer": 3, "feature": 2360, "nonce": 7, **TINY}})  # what JS sends
+        assert w._scheduler.wait(None, 120, idle=True)
+        shown = w.sweep_result
+        assert shown["state"] == "done" and shown["total"] == len(frame)
+        assert [r["feature_mean"] for r in shown["rows"]] == pytest.approx(frame.summary().feature_mean.tolist())
+        w.set_state({"sweep_request": {"layer": 3, "feature": -4}})  # refused from the browser: shown, not raised
+        assert "-4" in w.error and w.sweep_request["nonce"] == 7
+    finally:
+        w.close()
+
+
 def test_views_without_the_sweep_panel_have_no_sweep(demo):
     from qscope_widgets.widgets import TokenHeatmap
 
