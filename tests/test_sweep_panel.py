@@ -67,7 +67,7 @@ def test_a_finished_sweep_is_kept_not_run_again(swept):
 def test_a_newer_request_supersedes_a_running_sweep_between_generations(demo):
     ex = Explorer(demo, PROMPT, layer=3)
     try:
-        runner = SweepRunner(ex)
+        runner = SweepRunner(ex, lambda layer, feature: 0.0)
         request = {"layer": 3, "feature": 2360, **TINY}
         with pytest.raises(Superseded):
             runner.follow_up({"prompt": PROMPT, "edits": [], "sweep_request": request}, lambda: True)
@@ -97,7 +97,7 @@ def test_defaults_come_from_the_view_when_the_request_arrives(demo):
 def test_the_defaults_are_resolved_once_so_a_later_prompt_edit_does_not_restart_it(demo):
     ex = Explorer(demo, PROMPT, layer=3)
     try:
-        runner = SweepRunner(ex)
+        runner = SweepRunner(ex, lambda layer, feature: 0.0)
         req = {"layer": 3, "feature": 2360, "strengths": [4.0], "nonce": 1}
         first = runner.settings_for(req, {"prompt": PROMPT, "edits": []})
         assert runner.settings_for(req, {"prompt": "another prompt", "edits": []}) is first
@@ -133,7 +133,7 @@ def test_the_button_path_from_the_front_end_runs_the_sweep_on_the_worker(demo, s
     w = SteeringPanel(demo, PROMPT, layer=3)
     try:
         w.set_state({"sweep_request": {"layer": 3, "feature": 2360, "nonce": 7, **TINY}})  # what JS sends
-        assert w._scheduler.wait(None, 120, idle=True)
+        w.wait(120, idle=True)
         shown = w.sweep_result
         assert shown["state"] == "done" and shown["total"] == len(frame)
         assert [r["feature_mean"] for r in shown["rows"]] == pytest.approx(frame.summary().feature_mean.tolist())

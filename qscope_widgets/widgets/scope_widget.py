@@ -134,7 +134,7 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
                     "continuation_tokens": continuation_tokens, "layer_state": layer_states(scope)}
         init.update({k: v for k, v in optional.items() if self.has_trait(k)})
         super().__init__(**init, **kwargs)
-        self._sweeper = SweepRunner(self) if "sweep" in self.panels else None
+        self._sweeper = SweepRunner(self, self._info.typical_activation) if "sweep" in self.panels else None
         self._scheduler: RunScheduler[dict[str, Any]] = RunScheduler(self._compute, self._publish, self._after)
         self.on_msg(self._on_message)
         if steering is not None:
@@ -260,7 +260,7 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         as the same :class:`~qscope_widgets.steering_eval.SteeringEvalFrame` (``.summary()``)."""
         from .sweep_panel import sweep
 
-        return sweep(self, layer, feature, prompts=prompts, strengths=strengths, seeds=seeds,
+        return sweep(self, self._sweeper, layer, feature, prompts=prompts, strengths=strengths, seeds=seeds,
                      max_new_tokens=max_new_tokens, controls=controls, timeout=timeout)
 
     def close(self) -> None:

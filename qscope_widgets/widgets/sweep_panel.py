@@ -180,19 +180,25 @@ def summary_rows(frame: Any) -> list[dict[str, Any]]:
 class SweepRunner:
     """One view's sweeps: the request resolved once, the finished frames kept, the ``sweep_result`` trait written."""
 
-    def __init__(self, widget: Any):
+    def __init__(self, widget: Any, typical: Any = None):
         self.widget = widget
+        self.typical = typical or (lambda layer, feature: 0.0)  # (layer, feature) -> typical activation
         self.frames: OrderedDict[SweepSettings, Any] = OrderedDict()
         self._resolved: tuple[Any, SweepSettings] | None = None  # (the request as set, its settings)
 
     def settings_for(self, request: dict[str, Any], inputs: dict[str, Any]) -> SweepSettings:
         key = _frozen(request)
         if self._resolved is None or self._resolved[0] != key:
-            w = self.widget
-            typical = w._info.typical_activation(int(request["layer"]), int(request["feature"]))
-            self._resolved = (key, resolve(w.scope, request, inputs.get("prompt", ""), inputs.get("edits", []),
-                                           typical))
+            typical = self.typical(int(request["layer"]), int(request["feature"]))
+            self._resolved = (key, resolve(self.widget.scope, request, inputs.get("prompt", ""),
+                                           inputs.get("edits", []), typical))
         return self._resolved[1]
+
+    def frame_for(self, request: dict[str, Any]) -> Any:
+        """The finished frame of ``request`` (as set on the widget), or None when it has not run to the end."""
+        if self._resolved is None or self._resolved[0] != _frozen(request):
+            return None
+        return self.frames.get(self._resolved[1])
 
     def show(self, **state: Any) -> None:
         self.widget.sweep_result = {**state, "updated": time.time()}
@@ -256,10 +262,10 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def sweep(widget: Any, layer: int, feature: int, *, prompts: Any = None, strengths: Any = None, seeds: Any = None,
+def sweep(widget: Any, runner: SweepRunner | None, layer: int, feature: int, *, prompts: Any = None, strengths: Any = None, seeds: Any = None,
           max_new_tokens: int | None = None, controls: Any = None, timeout: float | None = 600.0):
     """:meth:`ScopeWidget.sweep`: set the request, wait for the worker to finish it, return its frame."""
-    if "sweep" not in widget.panels:
+    if runner is None or "sweep" not in widget.panels:
         raise QScopeError(f"{type(widget).__name__} has no sweep panel")
     request: dict[str, Any] = {"layer": layer, "feature": feature}
     extra = {"prompts": prompts, "strengths": strengths, "seeds": seeds, "max_new_tokens": max_new_tokens,
@@ -267,11 +273,11 @@ def sweep(widget: Any, layer: int, feature: int, *, prompts: Any = None, strengt
     request.update({k: list(v) if isinstance(v, (tuple, list)) else v for k, v in extra.items() if v is not None})
     request["nonce"] = int(widget.sweep_request.get("nonce", 0)) + 1 if widget.sweep_request else 1
     widget.sweep_request = request  # validated here: a bad value raises, naming it
-    if not widget._scheduler.wait(None, timeout, idle=True):
-        raise TimeoutError(f"the sweep of L{layer}/{feature} did not finish within {timeout} s")
-    runner: SweepRunner = widget._sweeper
-    resolved = runner._resolved
-    frame = runner.frames.get(resolved[1]) if resolved and resolved[0] == _frozen(request) else None
+    try:
+        widget.wait(timeout, raise_error=False, idle=True)
+    except TimeoutError:
+        raise TimeoutError(f"the sweep of L{layer}/{feature} did not finish within {timeout} s") from None
+    frame = runner.frame_for(widget.sweep_request)
     if frame is None:
         state = widget.sweep_result or {}
         raise QScopeError(state.get("error") or widget.error or f"the sweep of L{layer}/{feature} did not run")
