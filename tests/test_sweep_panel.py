@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from qscope_widgets import QScopeError, SteeringEdit
+from qscope_widgets.steering_eval import FeatureActivation, TargetLogProb
 from qscope_widgets.widgets import Explorer, FeatureDashboard, SteeringPanel
 from qscope_widgets.widgets.scheduler import Superseded
 from qscope_widgets.widgets.sweep_panel import NEUTRAL_PROMPTS, SweepRunner, resolve, summary_rows
@@ -37,9 +38,12 @@ def swept(demo):
 # ------------------------------------------------------------------------------------------------ the sweep
 def test_sweep_returns_what_a_direct_steering_eval_call_returns(demo, swept):
     ex, frame = swept
-    direct = demo.steering_eval(PROMPTS, [SteeringEdit(3, 2360, 30.0)], strengths=[30.0],
+    promoted = demo.feature_index.feature(3, 2360)["promoted"][:3]  # the decoder's top tokens: " which", ...
+    metrics = {"feature_act": FeatureActivation(), "promoted_logprob": TargetLogProb(promoted, name="promoted_logprob")}
+    direct = demo.steering_eval(PROMPTS, [SteeringEdit(3, 2360, 30.0)], strengths=[30.0], metrics=metrics,
                                 controls=("random_direction", "other_feature"), max_new_tokens=2, seeds=[0])
     assert type(frame).__name__ == "SteeringEvalFrame"
+    assert frame.attrs["metrics"] == {"feature_act": True, "promoted_logprob": True}
     assert set(frame.condition) == {"baseline", "feature", "random_direction", "other_feature"}
     pd.testing.assert_frame_equal(pd.DataFrame(frame), pd.DataFrame(direct))
     pd.testing.assert_frame_equal(frame.summary(), direct.summary())
@@ -52,6 +56,7 @@ def test_the_panel_shows_the_summary_of_that_frame(swept):
     assert shown["settings"]["prompts"] == PROMPTS and shown["settings"]["strengths"] == [30.0]
     assert shown["done"] == shown["total"] == len(frame)
     summary = frame.summary()
+    assert [r["metric"] for r in shown["rows"]] == ["feature_act", "promoted_logprob"]
     assert [r["strength"] for r in shown["rows"]] == summary.strength.tolist()
     assert [r["specific"] for r in shown["rows"]] == summary.specific.tolist()
     for r, (_, s) in zip(shown["rows"], summary.iterrows()):

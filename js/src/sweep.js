@@ -1,8 +1,8 @@
 // Steering sweep (issue 14): the result of `scope.steering_eval` for one pinned feature, run by Python on the
 // widget's worker (qscope_widgets/widgets/sweep_panel.py). The sweep buttons live on the steering blocks
 // (steering.js, `requestSweep`); this panel draws `sweep_result`: progress while it runs (with a cancel button),
-// then a compact table of the feature's effect beside baseline and each control, per strength, and whether it
-// is specific (beats baseline and every control by more than two standard errors over prompts).
+// then a compact table of the feature's effect beside baseline and each control, per metric and strength, and
+// whether it is specific (beats baseline and every control by more than two standard errors over prompts).
 import { h, clear, fmt } from "./dom.js";
 
 const CONTROL_TEXT = /** @type {Record<string, string>} */ ({ random_direction: "random dir.", other_feature: "other feature" });
@@ -24,15 +24,27 @@ export function cancelSweep(model) {
   model.save_changes();
 }
 
-/** The table of summary rows (first metric only: the panel's sweep measures the feature's own activation).
- * @param {any[]} rows @param {string[]} controls */
+const METRIC_TEXT = /** @type {Record<string, string>} */ ({
+  feature_act: "feature act.", promoted_logprob: "log p(promoted)",
+});
+const METRIC_TITLE = /** @type {Record<string, string>} */ ({
+  feature_act: "the feature's own activation on an unsteered re-run of the generated text",
+  promoted_logprob: "mean log-probability of the tokens the feature's decoder direction promotes most, under the steering",
+});
+
+/** The metrics that are specific at some strength, in table order. @param {any[]} rows */
+export function specificMetrics(rows) {
+  return [...new Set(rows.filter((r) => r.specific).map((r) => String(r.metric)))];
+}
+
+/** The table of summary rows: one per metric x strength. @param {any[]} rows @param {string[]} controls */
 export function sweepTable(rows, controls) {
-  const metric = rows.length ? String(rows[0].metric) : "";
-  const mine = rows.filter((r) => String(r.metric) === metric);
-  const head = ["strength", "feature", "baseline", ...controls.map((c) => CONTROL_TEXT[c] || c), "specific"];
-  return h("table", { class: "qscope-sweep-table", dataset: { qscope: "sweep-table", metric } }, [
+  const sorted = [...rows].sort((a, b) => String(a.metric).localeCompare(String(b.metric)) || Number(a.strength) - Number(b.strength));
+  const head = ["metric", "strength", "feature", "baseline", ...controls.map((c) => CONTROL_TEXT[c] || c), "specific"];
+  return h("table", { class: "qscope-sweep-table", dataset: { qscope: "sweep-table" } }, [
     h("thead", {}, [h("tr", {}, head.map((x) => h("th", { text: x })))]),
-    h("tbody", {}, mine.map((r) => h("tr", { dataset: { qscope: "sweep-row", strength: Number(r.strength), specific: String(Boolean(r.specific)) } }, [
+    h("tbody", {}, sorted.map((r) => h("tr", { dataset: { qscope: "sweep-row", metric: String(r.metric), strength: Number(r.strength), specific: String(Boolean(r.specific)) } }, [
+      h("td", { class: "qscope-sweep-metric", text: METRIC_TEXT[r.metric] || String(r.metric), title: METRIC_TITLE[r.metric] || "" }),
       h("td", { class: "qscope-num", text: fmt(Number(r.strength)) }),
       h("td", { class: "qscope-num", text: fmt(Number(r.feature_mean)) }),
       h("td", { class: "qscope-num", text: fmt(Number(r.baseline_mean)) }),
@@ -83,9 +95,9 @@ export function createSweep(ctx) {
       return;
     }
     const rows = /** @type {any[]} */ (s.rows || []);
-    const specific = rows.some((r) => r.specific);
+    const specific = specificMetrics(rows).map((m) => METRIC_TEXT[m] || m);
     line.append(h("span", {
-      text: `${who} on ${prompts.length} prompt${prompts.length === 1 ? "" : "s"}, ${Number(set.max_new_tokens || 0)} tokens: ${specific ? "specific" : "not specific"} (${rows.length ? String(rows[0].metric) : "–"})`,
+      text: `${who} on ${prompts.length} prompt${prompts.length === 1 ? "" : "s"}, ${Number(set.max_new_tokens || 0)} tokens: ${specific.length ? `specific (${specific.join(", ")})` : "not specific"}`,
       title: prompts.map((p) => `• ${p}`).join("\n"),
     }));
     body.append(sweepTable(rows, controls));

@@ -9,7 +9,8 @@ const row = (over = {}) => ({
 const settings = { layer: 1, feature: 11, prompts: ["In the beginning", "The weather today is"], strengths: [2, 4],
   seeds: [0], max_new_tokens: 8, controls: ["random_direction", "other_feature"], note: "" };
 const done = { state: "done", layer: 1, feature: 11, done: 24, total: 24, error: "", settings,
-  rows: [row({ strength: 2, feature_mean: 0.5 }), row({ strength: 4, specific: true, feature_mean: 3 })] };
+  rows: [row({ strength: 2, feature_mean: 0.5 }), row({ strength: 2, metric: "promoted_logprob", feature_mean: -3 }),
+    row({ strength: 4, specific: true, feature_mean: 3 }), row({ strength: 4, metric: "promoted_logprob", feature_mean: -2 })] };
 
 describe("steering sweep", () => {
   it("each steering block has a sweep button that asks Python for a sweep of that feature", async () => {
@@ -37,11 +38,12 @@ describe("steering sweep", () => {
     const panel = $("[data-qscope='sweep-panel']");
     expect(panel.dataset.state).toBe("done");
     const heads = $$("[data-qscope='sweep-table'] th").map((x) => x.textContent);
-    expect(heads).toEqual(["strength", "feature", "baseline", "random dir.", "other feature", "specific"]);
+    expect(heads).toEqual(["metric", "strength", "feature", "baseline", "random dir.", "other feature", "specific"]);
     const rows = $$("[data-qscope='sweep-row']");
-    expect(rows.map((r) => [r.dataset.strength, r.dataset.specific])).toEqual([["2", "false"], ["4", "true"]]);
-    expect([...rows[1].querySelectorAll("td")].map((td) => td.textContent)).toEqual(["4", "3", "0.25", "0.5", "0.75", "yes"]);
-    expect($("[data-qscope='sweep-status']").textContent).toContain("L1 #11 on 2 prompts, 8 tokens: specific");
+    expect(rows.map((r) => [r.dataset.metric, r.dataset.strength, r.dataset.specific])).toEqual([
+      ["feature_act", "2", "false"], ["feature_act", "4", "true"], ["promoted_logprob", "2", "false"], ["promoted_logprob", "4", "false"]]);
+    expect([...rows[1].querySelectorAll("td")].map((td) => td.textContent)).toEqual(["feature act.", "4", "3", "0.25", "0.5", "0.75", "yes"]);
+    expect($("[data-qscope='sweep-status']").textContent).toContain("L1 #11 on 2 prompts, 8 tokens: specific (feature act.)");
   });
 
   it("shows progress with a cancel button while running; cancel clears the request", async () => {

@@ -255,7 +255,8 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
     def sweep(self, layer: int, feature: int, *, prompts: Any = None, strengths: Any = None, seeds: Any = None,
               max_new_tokens: int | None = None, controls: Any = None, timeout: float | None = 600.0):
         """The sweep button from Python: ``scope.steering_eval`` of one feature against its controls (defaults:
-        the current prompt + neutral prompts, 0.5/1/2 x the pinned strength, seed 0, 8 tokens, both controls),
+        the current prompt + neutral prompts, 0.5/1/2 x the pinned strength, seed 0, 8 tokens, both controls;
+        metrics: the feature's activation on the text and the log-probability of its top-3 promoted tokens),
         run on the widget's worker (shown in the panel; superseded by newer work, then resumed) and returned
         as the same :class:`~qscope_widgets.steering_eval.SteeringEvalFrame` (``.summary()``)."""
         from .sweep_panel import sweep

@@ -27,12 +27,13 @@ import traitlets as t
 
 from ..errors import QScopeError
 from ..steering import SteeringEdit
-from ..steering_eval import CONTROLS
+from ..steering_eval import CONTROLS, FeatureActivation, TargetLogProb
 from .panels import PanelInput, panel, register_input
 from .scheduler import Superseded
 from .status import error_text
 
 NEUTRAL_PROMPTS = ("The weather today is", "My favourite thing to do is", "Here is a short story about")
+PROMOTED_TARGETS = 3  # the promoted_logprob metric's targets: the top tokens of W_U @ W_dec[:, f]
 STRENGTH_FACTORS = (0.5, 1.0, 2.0)  # x the pinned strength (or the typical activation when the slider is at 0)
 DEFAULT_TOKENS = 8
 MAX_PROMPTS, MAX_STRENGTHS, MAX_SEEDS, MAX_TOKENS = 8, 6, 4, 64
@@ -53,18 +54,38 @@ class SweepSettings:
     max_new_tokens: int = DEFAULT_TOKENS
     controls: tuple[str, ...] = CONTROLS
     note: str = ""
+    promoted: tuple[int, ...] = ()  # token ids the feature's decoder direction promotes most
+
+    def metrics(self) -> dict[str, Any]:
+        """What the sweep measures on each continuation: the feature's own activation on an unsteered re-run of
+        the text, and (when known) the log-probability of the tokens the feature promotes under the steering;
+        a feature can push its promoted tokens ("which which") without the text itself carrying the feature."""
+        out: dict[str, Any] = {"feature_act": FeatureActivation()}
+        if self.promoted:
+            out["promoted_logprob"] = TargetLogProb(self.promoted, name="promoted_logprob")
+        return out
 
     def run(self, scope: Any, progress: Any = None):
         """``scope.steering_eval`` with these settings (the :class:`SteeringEvalFrame`)."""
         edit = SteeringEdit(self.layer, self.feature, self.strengths[0], "add")
         return scope.steering_eval(list(self.prompts), [edit], strengths=list(self.strengths),
-                                   controls=self.controls, max_new_tokens=self.max_new_tokens,
-                                   seeds=list(self.seeds), progress=progress)
+                                   metrics=self.metrics(), controls=self.controls,
+                                   max_new_tokens=self.max_new_tokens, seeds=list(self.seeds), progress=progress)
 
     def describe(self) -> dict[str, Any]:
         return {"layer": self.layer, "feature": self.feature, "prompts": list(self.prompts),
                 "strengths": list(self.strengths), "seeds": list(self.seeds), "max_new_tokens": self.max_new_tokens,
-                "controls": list(self.controls), "note": self.note}
+                "controls": list(self.controls), "note": self.note, "metrics": list(self.metrics()),
+                "promoted": list(self.promoted)}
+
+
+def promoted_ids(scope: Any, layer: int, feature: int, n: int = PROMOTED_TARGETS) -> tuple[int, ...]:
+    """The ``n`` token ids the feature's decoder direction promotes most (top of ``W_U @ W_dec[:, f]``)."""
+    from ..index.labels import decoder_logit_tokens  # analysis layer, imported when a sweep is resolved
+
+    ids = list(range(int(scope.model.get_output_embeddings().weight.shape[0])))
+    top, _ = decoder_logit_tokens(scope, layer, ids, n=n, features=[feature])  # "vocab" = the ids themselves
+    return tuple(int(i) for i in top[0])
 
 
 def _list(name: str, value: Any, kind: Any, most: int) -> list:
@@ -132,7 +153,7 @@ def default_prompts(prompt: str) -> tuple[str, ...]:
 
 
 def resolve(scope: Any, request: dict[str, Any], prompt: str, edit_rows: list[dict[str, Any]],
-            typical: float = 0.0) -> SweepSettings:
+            typical: float = 0.0, promoted: Any = ()) -> SweepSettings:
     """Fill what ``request`` leaves out from the view: prompts = the current one + :data:`NEUTRAL_PROMPTS`;
     strengths = :data:`STRENGTH_FACTORS` x the pinned strength (or ``typical``, the feature's typical
     activation, when the slider is at 0); both controls when a feature index covers the layer (the other-feature
@@ -157,7 +178,7 @@ def resolve(scope: Any, request: dict[str, Any], prompt: str, edit_rows: list[di
                                                      "control (density-matched) is left out")
     return SweepSettings(layer, feature, tuple(request.get("prompts") or default_prompts(prompt)),
                          tuple(float(s) for s in strengths), tuple(int(s) for s in request.get("seeds", (0,))),
-                         int(request.get("max_new_tokens", DEFAULT_TOKENS)), tuple(controls), note)
+                         int(request.get("max_new_tokens", DEFAULT_TOKENS)), tuple(controls), note, tuple(promoted))
 
 
 def summary_rows(frame: Any) -> list[dict[str, Any]]:
@@ -190,8 +211,10 @@ class SweepRunner:
         key = _frozen(request)
         if self._resolved is None or self._resolved[0] != key:
             typical = self.typical(int(request["layer"]), int(request["feature"]))
-            self._resolved = (key, resolve(self.widget.scope, request, inputs.get("prompt", ""),
-                                           inputs.get("edits", []), typical))
+            scope = self.widget.scope
+            layer, feature = int(request["layer"]), int(request["feature"])
+            self._resolved = (key, resolve(scope, request, inputs.get("prompt", ""), inputs.get("edits", []),
+                                           typical, promoted_ids(scope, layer, feature)))
         return self._resolved[1]
 
     def frame_for(self, request: dict[str, Any]) -> Any:
