@@ -2,6 +2,7 @@
 import { cellColor } from "./colors.js";
 import { h, clear, fmt, pct, visibleToken } from "./dom.js";
 import { createStatus } from "./status.js";
+import { labelScoreBadges } from "./labels.js";
 
 /**
  * The activation histogram as inline SVG. The x axis covers only the bins that hold counts (the index's bins
@@ -119,6 +120,15 @@ export function renderDashboard(ctx, root) {
     }
     if (d.explanation) body.append(h("div", { class: "qscope-explanation", text: String(d.explanation) }));
     body.append(h("div", { class: d.explanation ? "qscope-label qscope-muted" : "qscope-label", text: String(d.label || "") }));
+    if (d.scored_label != null) {  // the index's scored label (index/labels.py) with its detection F1 and weak flag
+      const scored = d.label_score != null && Number.isFinite(Number(d.label_score));
+      body.append(h("div", { class: "qscope-scored-label", dataset: { qscope: "scored-label" } }, [
+        h("span", { class: "qscope-muted", text: "scored label " }),
+        h("span", { class: "qscope-label", text: scored ? String(d.scored_label) : String(d.label || "") }),
+        " ", ...labelScoreBadges(d),
+        !scored && d.label_weak !== true ? h("span", { class: "qscope-muted", text: " (unscored)" }) : null,
+      ]));
+    }
 
     const q = d.quantiles || {};
     const stat = (/** @type {string} */ k, /** @type {string} */ v, /** @type {string} */ t) =>

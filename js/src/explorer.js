@@ -44,7 +44,7 @@ export function renderExplorer(ctx, root) {
       names.has("layers") ? section("layers", [/** @type {HTMLElement} */ (make("layers"))]) : null,
       steer || side.length ? section("steering", [h("div", { class: "qscope-steering-wrap" }, [
         steer, side.length ? h("div", { class: "qscope-steer-side" }, side) : null,
-      ])]) : null,
+      ]), ...[make("sweep")].filter((x) => x != null)]) : null,
     ]),
   );
 }

@@ -80,6 +80,10 @@ export interface Traits {
   // next tokens, continuation
   next_tokens: { position?: number; token?: string; baseline?: Array<[string, number]>; steered?: Array<[string, number]> };
   continuation: { seq?: number; baseline?: string; steered?: string; done?: boolean; note?: string };
+  // sweep (steering_eval of a pinned feature vs its controls)
+  sweep_request: { layer?: number; feature?: number; nonce?: number; prompts?: string[]; strengths?: number[];
+                   seeds?: number[]; max_new_tokens?: number; controls?: string[] };
+  sweep_result: Record<string, any>;
   // layers
   layer_chart: Binary;
   layer_state: string[];

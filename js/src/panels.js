@@ -8,6 +8,7 @@ import { createContinuation } from "./continuation.js";
 import { createLayers } from "./layers.js";
 import { createAttribution } from "./attribution.js";
 import { createCompare } from "./compare.js";
+import { createSweep } from "./sweep.js";
 
 /** @typedef {(ctx: import("./context.js").Context) => HTMLElement} PanelComponent */
 
@@ -21,6 +22,7 @@ export const PANELS = {
   continuation: createContinuation,
   attribution: createAttribution,
   compare: createCompare,
+  sweep: createSweep,
 };
 
 /**

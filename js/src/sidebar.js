@@ -3,6 +3,7 @@
 // steering sliders, or search features by id / label text.
 import { h, clear, fmt, pct, featureUrl } from "./dom.js";
 import { debounce } from "./frame.js";
+import { labelScoreBadges } from "./labels.js";
 
 export const SEARCH_DEBOUNCE_MS = 200;
 
@@ -88,6 +89,7 @@ export function createSidebar(ctx) {
         h("div", { class: "qscope-row-head" }, [
           h("span", { class: "qscope-fid qscope-mono", text: `#${f}` }),
           h("span", { class: "qscope-flabel", text: r.label || "(no label)", title: r.label || "" }),
+          ...labelScoreBadges(r),
           href ? h("a", {
             class: "qscope-link", href, target: "_blank", rel: "noopener noreferrer", title: "feature page",
             "aria-label": `open feature ${f} page`, onclick: (/** @type {Event} */ ev) => ev.stopPropagation(),
@@ -131,6 +133,7 @@ export function createSidebar(ctx) {
       }, [
         h("span", { class: "qscope-mono", text: `L${layer} #${feature}` }),
         h("span", { class: "qscope-flabel", text: r.label || "" }),
+        ...labelScoreBadges(r),
         h("span", {
           class: "qscope-muted",
           text: `${r.activation != null ? `fires ${fmt(Number(r.activation))}${r.token != null ? ` on “${String(r.token)}”` : ""} · ` : ""}max ${fmt(Number(r.max_activation))} · ${pct(Number(r.density))}`,

@@ -3,6 +3,7 @@
 // `edits` update per animation frame, always with the latest value; releasing the slider sends it at once.
 import { h, clear, fmt, visibleToken } from "./dom.js";
 import { coalescer } from "./frame.js";
+import { requestSweep } from "./sweep.js";
 
 import { MODES, SLIDER_POSITIONS, STEER_POSITIONS } from "./constants.js";
 
@@ -144,8 +145,15 @@ export function createSteering(ctx) {
       commit((list) => list.filter((x) => keyOf(x) !== k));
     }));
 
+    // the view has a sweep panel: steering_eval of this feature against its controls (runs in Python)
+    const sweep = (model.get("_panels") || []).includes("sweep") ? h("button", {
+      type: "button", class: "qscope-btn", dataset: { qscope: "sweep", layer, feature },
+      title: "sweep: this feature's steering (add) at 0.5/1/2x its strength vs a random direction and another feature of the same norm, on this prompt and a few neutral ones",
+      onclick: () => ctx.safe("steering.sweep", () => { frame.flush(); requestSweep(model, layer, feature); }),
+    }, ["sweep"]) : null;
+
     const block = h("div", { class: "qscope-edit", dataset: { qscope: "edit", layer, feature } }, [
-      h("div", { class: "qscope-edit-head" }, [label, unpin]),
+      h("div", { class: "qscope-edit-head" }, [label, sweep, unpin]),
       h("div", { class: "qscope-edit-slider" }, [slider, readout]),
       h("div", { class: "qscope-edit-controls" }, [
         mode, h("label", { class: "qscope-check" }, [enabled, " on"]), reset,

@@ -72,8 +72,8 @@ export class FakeModel {
 
 /** The panels of each Python view class (qscope_widgets/widgets/explorer.py). */
 export const VIEW_PANELS = /** @type {Record<string, string[]>} */ ({
-  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation"],
-  heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation"],
+  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep"],
+  heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation", "sweep"],
   compare: ["compare", "steering"],
 });
 

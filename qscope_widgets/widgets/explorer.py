@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traitlets as t
 
+from . import sweep_panel  # noqa: F401 - registers the steering sweep panel
 from .live_steering import LiveSteering
 from .scope_widget import ScopeWidget, WidgetInputError, latest_explorer, live_widgets
 from .attribution_view import AttributionView
@@ -20,7 +21,7 @@ class Explorer(ScopeWidget):
     """Token heatmap + feature sidebar + steering sliders + layer scrubber + status line, live on a Scope."""
 
     _view = t.Unicode("explorer").tag(sync=True)
-    panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation")
+    panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep")
 
     def attribute(self, target: object, **kwargs: object) -> AttributionView:
         """An :class:`AttributionView` of this prompt, layer, selected token and steering, explaining ``target``."""
@@ -43,10 +44,11 @@ class FeatureSidebar(ScopeWidget):
 
 
 class SteeringPanel(ScopeWidget):
-    """A slider per pinned feature, next-token predictions baseline vs steered, and a streamed continuation."""
+    """A slider per pinned feature, next-token predictions baseline vs steered, a streamed continuation, and a
+    sweep of a pinned feature against its controls."""
 
     _view = t.Unicode("steering").tag(sync=True)
-    panels = ("steering", "next_tokens", "continuation")
+    panels = ("steering", "next_tokens", "continuation", "sweep")
 
 
 class LayerScrubber(ScopeWidget):

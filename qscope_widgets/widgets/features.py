@@ -39,10 +39,11 @@ class FeatureInfo:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        info: dict[str, Any] = {"label": "", "density": None, "max_activation": None, "contexts": []}
+        info: dict[str, Any] = {"label": "", "density": None, "max_activation": None, "contexts": [],
+                                "label_score": None, "label_weak": None}
         if self.covers(layer):
             t = self._table(layer)
-            info["label"] = str(t["explanation"][feature] or t["label"][feature])
+            info.update(shown_label(t, feature))
             info["density"] = float(t["density"][feature])
             info["max_activation"] = float(t["max_activation"][feature])
             info["contexts"] = self._previews(layer, feature)
@@ -61,7 +62,7 @@ class FeatureInfo:
         out = {}
         for f in features:
             if 0 <= f < n:
-                text = t["explanation"][f] or t["label"][f]
+                text = shown_label(t, f)["label"]
                 if text:
                     out[str(f)] = str(text)
         return out
@@ -71,7 +72,8 @@ class FeatureInfo:
         key = ("features", layer)
         if key not in self._tables:
             df = self.index.features(layer)
-            self._tables[key] = {c: df[c].tolist() for c in ("label", "explanation", "density", "max_activation")}
+            cols = ("label", "explanation", "density", "max_activation", "scored_label", "label_score", "label_weak")
+            self._tables[key] = {c: df[c].tolist() for c in cols if c in df.columns}
         return self._tables[key]
 
     def _previews(self, layer: int, feature: int, n: int = 2) -> list[str]:
@@ -109,6 +111,28 @@ class FeatureInfo:
         if trace is not None and layer in trace.layers:
             return float(_np(trace.layers[layer].activation_of(feature)).max())
         return 0.0
+
+
+def shown_label(table: dict[str, list], feature: int) -> dict[str, Any]:
+    """The label a widget shows for one feature, with the score that belongs to *that* text.
+
+    An attached explanation (e.g. Neuronpedia's) comes first, unscored here. Else, when the index carries scored
+    labels (``index/labels.py`` ``score_labels``), the scored label with its detection F1 on held-out text and
+    its weak flag: showing the automatic label beside another label's score would mislead. A feature the
+    scoring could not score (too few firings on held-out text) keeps its automatic label, marked weak with no
+    score. Without label scores: the automatic label, score and weakness unknown (``None``)."""
+    explanation = table["explanation"][feature]
+    if explanation:
+        return {"label": str(explanation), "label_score": None, "label_weak": None}
+    label = str(table["label"][feature] or "")
+    if "label_score" not in table:
+        return {"label": label, "label_score": None, "label_weak": None}
+    score, weak = table["label_score"][feature], table.get("label_weak", [None] * (feature + 1))[feature]
+    weak = None if weak is None or weak != weak else bool(weak)  # NaN: a feature absent from the scores file
+    if score is None or score != score:
+        return {"label": label, "label_score": None, "label_weak": weak}
+    scored = table.get("scored_label", [None] * (feature + 1))[feature]
+    return {"label": str(scored or label), "label_score": float(score), "label_weak": weak}
 
 
 def context_preview(tokens: Any, center: int, width: int = 8) -> str:

@@ -306,7 +306,8 @@ def sidebar_rows(trace: Trace, view: ViewInputs, info: FeatureInfo) -> tuple[str
     rows = []
     for f, v in pairs:
         meta = info.get(view.layer, f)
-        rows.append({"feature": f, "activation": v, "label": meta["label"], "density": meta["density"],
+        rows.append({"feature": f, "activation": v, "label": meta["label"], "label_score": meta["label_score"],
+                     "label_weak": meta["label_weak"], "density": meta["density"],
                      "contexts": meta["contexts"], "pinned": (view.layer, f) in view.pinned})
     return title, rows
 

@@ -34,6 +34,7 @@ from .panels import (INPUT_TRAITS, INPUT_VALIDATORS, NOT_A_REQUEST, PanelInput, 
 from .scheduler import Job, RunScheduler, Superseded
 from .search import search_features
 from .status import error_text
+from .sweep_panel import SweepRunner
 from .view_state import (ContinuationSettings, TraceCache, ViewRequest, build_request, check_color_by,
                          check_continuation_tokens, check_edits, check_feature, check_int, edits_from_dicts,
                          layer_states, normalize_edit_rows, steer_positions)
@@ -133,7 +134,8 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
                     "continuation_tokens": continuation_tokens, "layer_state": layer_states(scope)}
         init.update({k: v for k, v in optional.items() if self.has_trait(k)})
         super().__init__(**init, **kwargs)
-        self._scheduler: RunScheduler[dict[str, Any]] = RunScheduler(self._compute, self._publish, self._stream)
+        self._sweeper = SweepRunner(self, self._info.typical_activation) if "sweep" in self.panels else None
+        self._scheduler: RunScheduler[dict[str, Any]] = RunScheduler(self._compute, self._publish, self._after)
         self.on_msg(self._on_message)
         if steering is not None:
             if not self.has_trait("edits"):
@@ -267,6 +269,18 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         """Features by id (``2360``, ``L3/2360``), by label text (needs a feature index), or by example: a quoted
         phrase (``"the LORD said"``) lists the features of the layer in view that fire most on it."""
         return search_features(self.scope, self._info, self.layer, query, n)
+
+    def sweep(self, layer: int, feature: int, *, prompts: Any = None, strengths: Any = None, seeds: Any = None,
+              max_new_tokens: int | None = None, controls: Any = None, timeout: float | None = 600.0):
+        """The sweep button from Python: ``scope.steering_eval`` of one feature against its controls (defaults:
+        the current prompt + neutral prompts, 0.5/1/2 x the pinned strength, seed 0, 8 tokens, both controls;
+        metrics: the feature's activation on the text and the log-probability of its top-3 promoted tokens),
+        run on the widget's worker (shown in the panel; superseded by newer work, then resumed) and returned
+        as the same :class:`~qscope_widgets.steering_eval.SteeringEvalFrame` (``.summary()``)."""
+        from .sweep_panel import sweep
+
+        return sweep(self, self._sweeper, layer, feature, prompts=prompts, strengths=strengths, seeds=seeds,
+                     max_new_tokens=max_new_tokens, controls=controls, timeout=timeout)
 
     def close(self) -> None:
         scheduler = getattr(self, "_scheduler", None)  # absent when __init__ refused its arguments
@@ -468,6 +482,12 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
             self.status = {**self.status, "busy": self._scheduler.latest_seq > job.seq, "stage": "",
                            "latency_ms": latency, "error": "", "done_seq": job.seq,
                            "forward": result.forward, "panels": sorted(result.keys)}
+
+    def _after(self, job: Job[dict[str, Any]], result: "_Result", stale: Any) -> None:
+        """Follow-up work after a drawn result: the streamed continuation, then a pending sweep."""
+        self._stream(job, result, stale)
+        if self._sweeper is not None and not stale():
+            self._sweeper.follow_up(job.request, stale)
 
     def _stream(self, job: Job[dict[str, Any]], result: "_Result", stale: Any) -> None:
         """Stream the steered continuation token by token; stops as soon as a newer request exists."""

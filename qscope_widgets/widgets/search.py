@@ -27,16 +27,22 @@ def search_features(scope: Any, info: FeatureInfo, layer: int, query: str, n: in
         scope.check_layer(at)
         feature = scope.sae(at).check_feature(int(m.group(2)))
         meta = info.get(at, feature)
-        return [{"layer": at, "feature": feature, "label": meta["label"], "density": meta["density"],
+        return [{"layer": at, "feature": feature, "label": meta["label"], "label_score": meta["label_score"],
+                 "label_weak": meta["label_weak"], "density": meta["density"],
                  "max_activation": meta["max_activation"]}]
     index = info.index
     if index is None:
         raise QScopeError("no feature index is attached, so only ids can be searched (e.g. '2360' or "
                           "'L3/2360') or a quoted phrase; attach one with scope.load_index(path) or "
                           "scope.index(corpus)")
-    df = index.search(query, n=n)
-    return [{"layer": int(r.layer), "feature": int(r.feature), "label": str(r.explanation or r.label),
-             "density": float(r.density), "max_activation": float(r.max_activation)} for r in df.itertuples()]
+    df = index.search(query, n=n)  # best-scored label first when the index has label scores
+    rows = []
+    for r in df.itertuples():
+        meta = info.get(int(r.layer), int(r.feature))
+        rows.append({"layer": int(r.layer), "feature": int(r.feature), "label": meta["label"] or str(r.label),
+                     "label_score": meta["label_score"], "label_weak": meta["label_weak"],
+                     "density": float(r.density), "max_activation": float(r.max_activation)})
+    return rows
 
 
 def search_by_phrase(scope: Any, info: FeatureInfo, layer: int, phrase: str, n: int = 20) -> list[dict[str, Any]]:
@@ -51,7 +57,8 @@ def search_by_phrase(scope: Any, info: FeatureInfo, layer: int, phrase: str, n: 
     rows = []
     for r in top.itertuples():
         meta = info.get(layer, int(r.feature))
-        rows.append({"layer": layer, "feature": int(r.feature), "label": meta["label"], "density": meta["density"],
+        rows.append({"layer": layer, "feature": int(r.feature), "label": meta["label"],
+                     "label_score": meta["label_score"], "label_weak": meta["label_weak"], "density": meta["density"],
                      "max_activation": meta["max_activation"], "activation": float(r.activation),
                      "token": str(r.token), "position": int(r.position)})
     return rows
