@@ -199,6 +199,14 @@ class PassProgress:
     batches: int = 0
     chain: str = ""
 
+    @classmethod
+    def resumed(cls, state: dict | None) -> "PassProgress":
+        """The progress a checkpoint recorded (a fresh one without a checkpoint)."""
+        prog = cls()
+        if state is not None:
+            prog.finished, prog.digest, prog.report = list(state["finished"]), state["digest"], state["report"]
+        return prog
+
 
 # ---------------------------------------------------------------------------------------------- one scan pass
 def _chunk_hash(prev: str, rows: list[Chunk]) -> str:
@@ -444,9 +452,7 @@ def build_index(
     prepare_folder(plan.out, overwrite=overwrite, resume=resume, has_state=state_path.is_file())
     state = load_state(state_path, plan.settings, plan.shard) if resume else None
     t0 = time.perf_counter()
-    prog = PassProgress()
-    if state is not None:
-        prog.finished, prog.digest, prog.report = list(state["finished"]), state["digest"], state["report"]
+    prog = PassProgress.resumed(state)
     vocab = None
     for group in plan.passes:
         if all(n in prog.finished for n in group):

@@ -108,9 +108,7 @@ def build_index_distributed(scope: "Scope", corpus: Any, *, out_dir: Any, resume
         raise QScopeError(box[0])
     state_path.parent.mkdir(parents=True, exist_ok=True)
     state = load_state(state_path, plan.settings, plan.shard) if resume else None
-    prog = PassProgress()
-    if state is not None:
-        prog.finished, prog.digest, prog.report = list(state["finished"]), state["digest"], state["report"]
+    prog = PassProgress.resumed(state)
     t0 = time.perf_counter()
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(process_group) == "nccl" \
         else torch.device("cpu")
@@ -192,9 +190,7 @@ def build_shard(scope: "Scope", corpus: Any, *, out_dir: Any, shard: int, num_sh
             return done
         raise QScopeError(f"{done} is a finished shard with other settings; pass resume=False to scan it again")
     state = load_state(state_path, plan.settings, plan.shard) if resume else None
-    prog = PassProgress()
-    if state is not None:
-        prog.finished, prog.digest, prog.report = list(state["finished"]), state["digest"], state["report"]
+    prog = PassProgress.resumed(state)
     for group in plan.passes:
         if all(n in prog.finished for n in group):
             continue
