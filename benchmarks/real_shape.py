@@ -161,7 +161,6 @@ def phase_model(a) -> dict:
     import torch.nn.functional as F
 
     from qscope_widgets import Scope
-    from qscope_widgets.widgets.view_state import BaselineCache, FeatureInfo, build_request, compute_view
 
     shape = TINY if a.tiny else REAL
     device, dtype = a.device, getattr(torch, a.model_dtype)
@@ -207,36 +206,47 @@ def phase_model(a) -> dict:
     med = {k: statistics.median(v) for k, v in times.items()}
     del sae
 
-    # explorer: the view functions as the widget calls them, a two-layer bank, the layer slider moved across layers
+    # explorer: the live widget (no page attached) under a two-layer bank, its layer moved across the layers; each
+    # update's bytes are the panel outputs that changed, as the widget would send them
+    from qscope_widgets.widgets import Explorer
+    from qscope_widgets.widgets.panels import get_panels
+
     prompt = "".join(chr(65 + (i * 7) % 26) for i in range(a.seq))
-    baselines, info = BaselineCache(), FeatureInfo(scope)
-    state = {"prompt": prompt, "layer": layers[0], "selected_token": -1, "selected_feature": -1, "color_by": "strongest",
-             "diff": False, "edits": [], "continuation_tokens": 0}
+    ex = Explorer(scope, prompt, layer=layers[0])
+    output_names = [name for pnl in get_panels(ex.panels) for name in pnl.outputs]
+
+    def update_bytes(before: dict) -> int:
+        return _payload_bytes({k: getattr(ex, k) for k in output_names if getattr(ex, k) != before.get(k)})
+
     scope.saes.reset_peak()
     switch, sizes = [], []
     order = (layers * 3)[1: 1 + a.switches]
     for n in order:
-        state["layer"] = n
-        req = build_request(scope, state)
+        before = {k: getattr(ex, k) for k in output_names}
         sync()
         t = time.perf_counter()
-        res = compute_view(scope, req, baselines, info)
+        ex.layer = n
+        ex.wait()
         sync()
         switch.append(time.perf_counter() - t)
-        sizes.append(_payload_bytes(res.outputs))
+        sizes.append(update_bytes(before))
     held = scope.saes.peak_live_bytes <= scope.saes.max_bytes
     # slider: one steering edit on the layer in view, strength changed each update (the kernel side of a drag)
     feat = 123 % shape["d_sae"]
+    n = ex.layer
+    ex.pin(n, feat)
+    ex.wait()
     slider = []
     for i in range(a.repeats):
-        state["edits"] = [{"layer": n, "feature": feat, "strength": 2.0 + i, "mode": "add", "enabled": True}]
-        req = build_request(scope, state)
+        before = {k: getattr(ex, k) for k in output_names}
         sync()
         t = time.perf_counter()
-        res = compute_view(scope, req, baselines, info)
+        ex.steering.set(n, feat, strength=2.0 + i)
+        ex.wait()
         sync()
         slider.append(time.perf_counter() - t)
-        sizes.append(_payload_bytes(res.outputs))
+        sizes.append(update_bytes(before))
+    ex.close()
     out = {"params": n_params, "model_layers": n_layers, "bare_s": med["bare"], "minimal_s": med["minimal"],
            "run_s": med["run"], "switch_s": statistics.median(switch), "switch_max_s": max(switch),
            "switches": len(switch), "budget_held": held, "peak_bank": scope.saes.peak_live_bytes,
