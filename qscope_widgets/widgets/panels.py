@@ -111,7 +111,7 @@ class Panel:
         """Equal keys mean equal outputs: the traces' serial and the inputs this panel depends on (a
         :class:`ViewInputs` field, or any registered input trait by name)."""
         inputs = inputs or {}
-        return (traces.serial, *(_frozen(getattr(view, name) if hasattr(view, name) else inputs.get(name))
+        return (traces.serial, *(frozen_value(getattr(view, name) if hasattr(view, name) else inputs.get(name))
                                  for name in self.depends))
 
 
@@ -186,12 +186,12 @@ def compute_panels(panels: list[Panel], pin: PanelInput, done: Mapping[str, tupl
     return outputs, keys
 
 
-def _frozen(value: Any) -> Any:
+def frozen_value(value: Any) -> Any:
     """A hashable, comparable copy of an input value (lists and dicts from traits)."""
     if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+        return tuple(sorted((k, frozen_value(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):
-        return tuple(_frozen(v) for v in value)
+        return tuple(frozen_value(v) for v in value)
     return value
 
 

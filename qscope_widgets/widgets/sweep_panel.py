@@ -28,7 +28,7 @@ import traitlets as t
 from ..errors import QScopeError
 from ..steering import SteeringEdit
 from ..steering_eval import CONTROLS, FeatureActivation, TargetLogProb
-from .panels import PanelInput, panel, register_input
+from .panels import PanelInput, frozen_value, panel, register_input
 from .scheduler import Superseded
 from .status import error_text
 
@@ -208,7 +208,7 @@ class SweepRunner:
         self._resolved: tuple[Any, SweepSettings] | None = None  # (the request as set, its settings)
 
     def settings_for(self, request: dict[str, Any], inputs: dict[str, Any]) -> SweepSettings:
-        key = _frozen(request)
+        key = frozen_value(request)
         if self._resolved is None or self._resolved[0] != key:
             typical = self.typical(int(request["layer"]), int(request["feature"]))
             scope = self.widget.scope
@@ -219,7 +219,7 @@ class SweepRunner:
 
     def frame_for(self, request: dict[str, Any]) -> Any:
         """The finished frame of ``request`` (as set on the widget), or None when it has not run to the end."""
-        if self._resolved is None or self._resolved[0] != _frozen(request):
+        if self._resolved is None or self._resolved[0] != frozen_value(request):
             return None
         return self.frames.get(self._resolved[1])
 
@@ -276,13 +276,6 @@ class SweepRunner:
             self.frames.popitem(last=False)
         return frame
 
-
-def _frozen(value: Any) -> Any:
-    if isinstance(value, dict):
-        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(_frozen(v) for v in value)
-    return value
 
 
 def sweep(widget: Any, runner: SweepRunner | None, layer: int, feature: int, *, prompts: Any = None, strengths: Any = None, seeds: Any = None,
