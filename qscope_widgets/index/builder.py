@@ -295,6 +295,18 @@ def scan_pass(plan: BuildPlan, layers: list[int], progress: PassProgress, state_
 
 
 @torch.inference_mode()
+def scan_pending_passes(plan: BuildPlan, prog: PassProgress, state_path: Path, state: dict[str, Any] | None
+                        ) -> Iterator[tuple[list[int], dict[int, FeatureAccumulator], CorpusReport, str]]:
+    """Scan every pass not finished yet, in order, resuming the one a checkpoint (``state``) was taken in; yields
+    ``(layers, accumulators, corpus report, chain)`` for each."""
+    for group in plan.passes:
+        if all(n in prog.finished for n in group):
+            continue
+        resume_from = state if state is not None and state["pass_layers"] == group else None
+        state = None
+        yield (group, *scan_pass(plan, group, prog, state_path, resume_from))
+
+
 def _index_batch(scope: "Scope", accs: dict[int, FeatureAccumulator], rows: list[Chunk], pad: int) -> None:
     lengths = torch.tensor([len(r.token_ids) for r in rows])
     S = int(lengths.max())
@@ -454,12 +466,7 @@ def build_index(
     t0 = time.perf_counter()
     prog = PassProgress.resumed(state)
     vocab = None
-    for group in plan.passes:
-        if all(n in prog.finished for n in group):
-            continue
-        resume_from = state if state is not None and state["pass_layers"] == group else None
-        accs, report, chain = scan_pass(plan, group, prog, state_path, resume_from)
-        state = None
+    for group, accs, report, chain in scan_pending_passes(plan, prog, state_path, state):
         save_state(state_path, plan, prog)  # a kill while the layers are written resumes without a rescan
         prog.digest, prog.report = chain, report.to_dict()
         vocab = vocab if vocab is not None else vocab_strings(scope)

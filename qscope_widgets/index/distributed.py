@@ -35,8 +35,8 @@ import torch
 
 from ..errors import QScopeError
 from .accumulator import FeatureAccumulator
-from .builder import (BuildPlan, PassProgress, load_state, plan_build, prepare_folder, refuse_finished,
-                      save_state, scan_pass, write_index, write_meta)
+from .builder import (BuildPlan, PassProgress, load_state, plan_build, prepare_folder, refuse_finished, save_state,
+                      scan_pending_passes, write_index, write_meta)
 from .corpus import CorpusReport
 from .files import SHARD_DIR, clear_build_state, clear_index, torch_save, write_json
 from .reader import FeatureIndex
@@ -113,12 +113,7 @@ def build_index_distributed(scope: "Scope", corpus: Any, *, out_dir: Any, resume
     device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend(process_group) == "nccl" \
         else torch.device("cpu")
     vocab = vocab_strings(scope) if rank == 0 else None
-    for group in plan.passes:
-        if all(n in prog.finished for n in group):
-            continue
-        resume_from = state if state is not None and state["pass_layers"] == group else None
-        accs, report, chain = scan_pass(plan, group, prog, state_path, resume_from)
-        state = None
+    for group, accs, report, chain in scan_pending_passes(plan, prog, state_path, state):
         chains: list[Any] = [None] * world
         dist.all_gather_object(chains, chain, group=process_group)
         if len(set(chains)) != 1:
@@ -191,12 +186,7 @@ def build_shard(scope: "Scope", corpus: Any, *, out_dir: Any, shard: int, num_sh
         raise QScopeError(f"{done} is a finished shard with other settings; pass resume=False to scan it again")
     state = load_state(state_path, plan.settings, plan.shard) if resume else None
     prog = PassProgress.resumed(state)
-    for group in plan.passes:
-        if all(n in prog.finished for n in group):
-            continue
-        resume_from = state if state is not None and state["pass_layers"] == group else None
-        accs, report, chain = scan_pass(plan, group, prog, state_path, resume_from)
-        state = None
+    for group, accs, report, chain in scan_pending_passes(plan, prog, state_path, state):
         for n in group:
             torch_save(_shard_files(plan.out, n, rank, world), accs[n].to_cpu().state_dict())
         prog.digest, prog.report = chain, report.to_dict()
