@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from timing import timed
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -102,17 +103,6 @@ class Tok:
 
     def decode(self, ids, **kw):
         return " ".join(f"t{i}" for i in ids)
-
-
-def timed(fn, repeats: int, sync) -> list[float]:
-    out = []
-    for _ in range(repeats):
-        sync()
-        t = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------ phases

@@ -13,11 +13,10 @@ compare the ratios, not the absolute times, on a shared machine.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
+from timing import median_ms, time_cases
 
 from qscope_widgets import Scope
 from qscope_widgets.sae import SAEConfig, SparseAutoencoder
@@ -59,10 +58,6 @@ def build(hidden, layers, inter, vocab, heads, kv, head_dim, device, dtype):
     return model, saes
 
 
-def median_ms(xs):
-    return 1000 * statistics.median(xs)
-
-
 def bench(name, spec, seq, repeats, device, dtype):
     model, saes = build(*spec, device=device, dtype=dtype)
     n_params = sum(p.numel() for p in model.parameters())
@@ -99,16 +94,7 @@ def bench(name, spec, seq, repeats, device, dtype):
              "minimal hook (app)": minimal,
              f"run, SAE on layer {mid}": lambda: scope.run(ids, layers=[mid]),
              f"run, SAEs on all {spec[1]} layers": lambda: scope.run(ids, layers=None)}
-    for f in cases.values():  # warm up
-        f(), f()
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    for _ in range(repeats):
-        for k, f in cases.items():
-            sync()
-            t = time.perf_counter()
-            f()
-            sync()
-            times[k].append(time.perf_counter() - t)
+    times = time_cases(cases, repeats, sync, warmup=2)
     base = median_ms(times["bare forward"])
     print(f"\n{name}: {n_params / 1e6:.1f}M params, SAE width {16 * spec[0]}, k=50, seq={seq}, {device} {dtype}")
     for name_, v in times.items():
