@@ -152,7 +152,7 @@ describe("search results", () => {
     $("button[data-qscope='search-pin']").click();
     expect(model.sent.at(-1)).toEqual({ type: "pin", layer: 2, feature: 42 });
     $("button[data-qscope='search-result']").click();
-    expect(model.sent.at(-1)).toEqual({ type: "select_feature", layer: 2, feature: 42 });
+    expect(model.sent.at(-1)).toEqual({ type: "open_feature", layer: 2, feature: 42 });
   });
 });
 
