@@ -308,7 +308,7 @@ function createTryBox(ctx, onOpen, max) {
  * The dashboard's element over one model: the card from `cardTrait`, the try box, clicks on contexts.
  * @param {import("./context.js").Context} ctx
  * @param {{card: () => any, layerFeature: () => [number, number], onPin: () => void,
- *          openMessage: (c: any) => Record<string, any>, emptyText?: string}} o
+ *          openMessage: (c: any) => Record<string, any>, emptyText?: () => string}} o
  */
 function dashboardElement(ctx, o) {
   const { model } = ctx;
@@ -320,11 +320,11 @@ function dashboardElement(ctx, o) {
     const d = o.card() || {};
     clear(body);
     const [layer, feature] = o.layerFeature();
-    const empty = !Object.keys(d).length && o.emptyText;
+    const empty = !Object.keys(d).length && o.emptyText ? o.emptyText() : "";
     el.dataset.feature = empty ? "" : String(feature);
     tryBox.el.hidden = Boolean(empty);
     if (empty) {
-      body.append(h("div", { class: "qscope-muted qscope-dash-empty", text: String(o.emptyText) }));
+      body.append(h("div", { class: "qscope-muted qscope-dash-empty", dataset: { qscope: "dashboard-empty" }, text: empty }));
       return;
     }
     const url = String(d.url || "") || featureUrl(String(model.get("feature_url") || ""), layer, feature);
@@ -364,7 +364,11 @@ export function createDashboard(ctx) {
     layerFeature: cur,
     onPin: () => { const [layer, feature] = cur(); model.send({ type: "pin", layer, feature }); },
     openMessage: (c) => { const [layer, feature] = cur(); return { type: "open_context", layer, feature, context: c }; },
-    emptyText: "Click a feature to see its dashboard: a sidebar row, a feature in a token's tooltip, a search result, or a pinned feature's name.",
+    emptyText: () => {
+      const f = Number(model.get("selected_feature") ?? -1);
+      return f < 0 ? "Click a feature to see its dashboard: a sidebar row, a feature in a token's tooltip, a search result, or a pinned feature's name."
+        : `loading the dashboard of L${Number(model.get("layer"))} #${f}… (a page saved without a kernel has only the dashboard shown when it was saved)`;
+    },
   });
   const draw = () => { dash.draw(); dash.drawTry(); };
   ctx.onResult("dashboard", draw);

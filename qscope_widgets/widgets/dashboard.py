@@ -16,12 +16,11 @@ from typing import Any
 import anywidget
 import traitlets as t
 
-from ..errors import QScopeError
+from ..errors import PromptError, QScopeError
 from .export.mixin import StaticExport
 from . import assets
 from .compare_panel import PromptText
-from .dashboard_data import check_try_text, feature_data
-from .dashboard_panel import try_row
+from .dashboard_data import EMPTY_TRY, check_try_text, feature_data, try_text
 from .scheduler import Job, RunScheduler
 from .scope_widget import ScopeWidget, WidgetInputError, latest_explorer, live_widgets
 from .status import error_text
@@ -56,6 +55,7 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
         self.scope, self.explorer, self.feature_url = scope, explorer, feature_url
         super().__init__(layer=layer, feature=int(feature), data=data,
                          status={"busy": False, "error": "", "done_seq": 0}, **kwargs)
+        self._try_error: tuple[int, QScopeError | None] = (0, None)
         self._tries: RunScheduler[tuple[int, int, str]] = RunScheduler(self._run_try, self._publish_try,
                                                                       name="qscope-dashboard")
         self.on_msg(self._on_message)
@@ -93,7 +93,13 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
 
     def _run_try(self, job: Job[tuple[int, int, str]], _stale: Any) -> dict[str, Any]:
         layer, feature, text = job.request
-        return try_row(self.scope, layer, feature, text)  # an empty / over-long text -> a row with "error"
+        if not text:
+            return {}
+        try:
+            return try_text(self.scope, layer, feature, text)
+        except QScopeError as exc:  # an empty / over-long text: a row with "error", shown by the box
+            self._try_error = (job.seq, exc)
+            return {"text": text, "layer": layer, "feature": feature, "error": error_text(exc)}
 
     def _publish_try(self, job: Job[tuple[int, int, str]], result: Any) -> None:
         if isinstance(result, BaseException):
@@ -110,15 +116,15 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
         """The box from Python: run ``text`` at this feature's layer; returns the row drawn (the feature's
         activation on each token, where it peaks). An empty text or one over the context raises its
         :class:`QScopeError` (the box shows the same message)."""
-        self.dashboard_text = text
         if not text:
-            return {}
+            raise PromptError(f"{EMPTY_TRY} (dashboard_text = '' clears the box)")
+        self.dashboard_text = text
         if not self._tries.wait(self._tries.latest_seq, timeout):
             raise TimeoutError(f"the dashboard did not finish running the text within {timeout} s")
-        row = self.dashboard_try
-        if row.get("error"):
-            raise QScopeError(row["error"])
-        return row
+        seq, exc = self._try_error
+        if exc is not None and seq == self._tries.latest_seq:
+            raise exc
+        return self.dashboard_try
 
     def close(self) -> None:
         tries = getattr(self, "_tries", None)

@@ -23,6 +23,7 @@ PER_BAND = 3         # sampled contexts shown per band
 MAX_TRY_CHARS = 20_000  # a try-your-own text longer than this is refused before tokenizing
 NO_SAMPLES_NOTE = ("this index has no sampled contexts (it was built before range sampling): only the top "
                    "contexts are shown; rebuild the index to see contexts from several activation ranges")
+EMPTY_TRY = "the text to try is empty: type a sentence to see where this feature fires on it"
 _CARD_CACHE = 64     # dashboards kept per index (a prompt change re-keys every panel; the card is the same)
 _TRY_CACHE = 8       # try-your-own runs kept per scope, by (text, layer)
 _CARDS: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
@@ -153,7 +154,7 @@ def try_text(scope: Any, layer: int, feature: int, text: str, cancel: Any = None
     costs no forward. An empty text or one over the context raises a :class:`PromptError` naming it."""
     check_try_text(scope, text)
     if not text.strip():
-        raise PromptError("the text to try is empty: type a sentence to see where this feature fires on it")
+        raise PromptError(EMPTY_TRY)
     feature = scope.sae(layer).check_feature(feature)
 
     def run() -> tuple[list[str], list[int], Any]:
