@@ -282,3 +282,61 @@ def test_the_standalone_dashboard_opens_a_context_in_its_pin_target_and_says_whi
     assert "no explorer to open the context in" in lonely.status["error"]
     d.close()
     lonely.close()
+
+
+# ------------------------------------------------------------------------------------------------ a real index
+CORPUS = [
+    "In the beginning God created the heaven and the earth. And the earth was without form, and void.",
+    "And God said, Let there be light: and there was light. And God saw the light, that it was good.",
+    "The LORD is my shepherd; I shall not want. He maketh me to lie down in green pastures.",
+    "def main(argv):\n    return sorted(argv, key=len)\n",
+    "The quick brown fox jumps over the lazy dog, and the dog sleeps on.",
+    "And the LORD God formed man of the dust of the ground, and breathed into his nostrils.",
+] * 3
+
+
+@pytest.fixture(scope="module")
+def sampled(tmp_path_factory):
+    """The demo model with a small index built by the index's own code, with sampled firings (and one without)."""
+    from qscope_widgets import Scope
+    from qscope_widgets.index import build_index
+
+    scope = Scope.demo()
+    root = tmp_path_factory.mktemp("idx")
+    old = build_index(scope, CORPUS, out_dir=root / "old", layers=[LAYER], chunk_len=32, sample_n=0, progress=False)
+    new = build_index(scope, CORPUS, out_dir=root / "new", layers=[LAYER], chunk_len=32, sample_n=12,
+                      progress=False)
+    return scope, old, new
+
+
+def test_a_real_index_with_samples_gives_bands_whose_contexts_open_at_their_token(sampled):
+    scope, _old, new = sampled
+    scope.feature_index = new
+    feats = new.features(LAYER)
+    f = int(feats.sort_values("count").feature.iloc[-1])  # the feature firing most often
+    d = feature_data(scope, LAYER, f)
+    assert d["bands_note"] == "" and d["bands"] and "samples" not in d
+    card = new.feature(LAYER, f)
+    m = card["max_activation"]
+    assert sum(b["count"] for b in d["bands"]) == len(card["samples"])
+    for b in d["bands"]:
+        assert all(b["lo"] * m <= c["activation"] <= b["hi"] * m + 1e-6 for c in b["contexts"])
+    shown = next(c for b in d["bands"] for c in b["contexts"])
+    assert shown["token_ids"] and shown in card["samples"]
+    prompt, pos, note = context_prompt(scope, shown)
+    assert note == "" and prompt == scope.tokenizer.decode(shown["token_ids"], skip_special_tokens=True)
+    assert scope.run(prompt, layers=[LAYER]).tokens[pos] == shown["tokens"][shown["center"]]
+    ex = Explorer(scope, PROMPT, layer=LAYER)
+    ex._on_message(ex, {"type": "open_context", "layer": LAYER, "feature": f, "context": shown}, [])
+    ex.wait()
+    assert (ex.prompt, ex.selected_token, ex.selected_feature) == (prompt, pos, f)
+    assert ex.dashboard["bands"] == d["bands"] and ex.status["message"] == f"opened a context of L{LAYER} #{f}"
+    ex.close()
+
+
+def test_a_real_index_built_without_samples_says_so(sampled):
+    scope, old, _new = sampled
+    scope.feature_index = old
+    f = int(old.features(LAYER).sort_values("count").feature.iloc[-1])
+    d = feature_data(scope, LAYER, f)
+    assert d["bands"] == [] and d["bands_note"] == NO_SAMPLES_NOTE and d["contexts"]

@@ -115,6 +115,15 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "", n_bands
     return data
 
 
+def samples_in(index: Any) -> bool:
+    """Whether the index sampled each feature's firings (``settings.sample_n > 0`` in its ``meta.json``; an index
+    written before sampling has no ``sample_n``). An index object without ``meta`` is taken at its word."""
+    meta = getattr(index, "meta", None)
+    if not isinstance(meta, dict):
+        return index is not None
+    return int((meta.get("settings") or {}).get("sample_n", 0) or 0) > 0
+
+
 def _build(scope: Any, index: Any, sae: Any, layer: int, feature: int, n_bands: int, per_band: int) -> dict:
     if index is not None:
         data = index.feature(layer, feature)
@@ -122,6 +131,8 @@ def _build(scope: Any, index: Any, sae: Any, layer: int, feature: int, n_bands: 
     else:
         data = _decoder_card(scope, layer, feature)
     samples = data.pop("samples", None)
+    if not samples and not samples_in(index):
+        samples = None  # an index written before sampling: its cards say [] (or nothing)
     data["bands"] = activation_bands(samples, data.get("max_activation"), n_bands, per_band)
     if not data["indexed"]:
         data["bands_note"] = "no feature index covers this layer: no contexts"
