@@ -370,9 +370,24 @@ export function createDashboard(ctx) {
         : `loading the dashboard of L${Number(model.get("layer"))} #${f}… (a page saved without a kernel has only the dashboard shown when it was saved)`;
     },
   });
-  const draw = () => { dash.draw(); dash.drawTry(); };
-  ctx.onResult("dashboard", draw);
-  ctx.on("change:dashboard", "dashboard", () => { if (ctx.current()) dash.draw(); });
-  ctx.on("change:dashboard_try", "dashboard.try", () => { if (ctx.current()) dash.drawTry(); });
+  // a result that left the dashboard as it was (a token click) keeps the drawn card: its histogram toggle, its
+  // scroll position, no DOM rebuilt; the selected feature without a card ("loading…") is redrawn
+  /** @type {any} */
+  let drawnCard = null;
+  /** @type {any} */
+  let drawnTry = null;
+  const drawCard = () => {
+    const d = model.get("dashboard");
+    const key = Object.keys(d || {}).length ? d : `${model.get("selected_feature")}`;
+    if (key !== drawnCard) { drawnCard = key; dash.draw(); }
+  };
+  const drawTry = () => {
+    const row = model.get("dashboard_try");
+    if (row !== drawnTry) { drawnTry = row; dash.drawTry(); }
+  };
+  ctx.onResult("dashboard", () => { drawCard(); drawTry(); });
+  ctx.on("change:dashboard", "dashboard", () => { if (ctx.current()) drawCard(); });
+  ctx.on("change:dashboard_try", "dashboard.try", () => { if (ctx.current()) drawTry(); });
+  ctx.on("change:selected_feature", "dashboard", () => { if (!Object.keys(model.get("dashboard") || {}).length) drawCard(); });
   return dash.el;
 }

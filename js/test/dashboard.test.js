@@ -196,3 +196,16 @@ describe("the Explorer's dashboard panel", () => {
     expect($("[data-qscope='dashboard-empty']").textContent).toContain("loading the dashboard of L1 #11");
   });
 });
+
+describe("the dashboard panel redraws only what changed", () => {
+  it("a result that keeps the card (a token click) rebuilds no DOM; a new card does", async () => {
+    const model = new FakeModel(explorerState({ selected_feature: 2360, layer: 3, dashboard: data(), dashboard_try: {} }));
+    const { $ } = await mount(model);
+    const before = $("[data-qscope-panel='dashboard'] .qscope-dash-head");
+    model.update({ selected_token: 2, request_seq: 2, result_seq: 2 });
+    expect($("[data-qscope-panel='dashboard'] .qscope-dash-head")).toBe(before);
+    model.update({ dashboard: data({ feature: 7, label: "seven" }), request_seq: 3, result_seq: 3 });
+    expect($("[data-qscope-panel='dashboard'] .qscope-dash-head")).not.toBe(before);
+    expect($("[data-qscope-panel='dashboard']").textContent).toContain("seven");
+  });
+});
