@@ -292,12 +292,13 @@ function createTryBox(ctx, onOpen, max) {
     error.textContent = row.error ? String(row.error) : "";
     if (row.error || !row.tokens) return;
     const where = Number(row.center);
+    const fires = Number(row.activation) > 0;
     result.append(
-      h("div", { class: "qscope-muted qscope-try-summary", dataset: { qscope: "try-summary" } }, [
+      h("div", { class: "qscope-muted qscope-try-summary", dataset: { qscope: "try-summary" } }, fires ? [
         `max ${fmt(Number(row.activation))} on `,
         h("span", { class: "qscope-mono" }, [visibleToken(String((row.tokens || [])[where] ?? "")).node]),
         ` (token ${where})`,
-      ]),
+      ] : [`does not fire on this text (max 0 over ${(row.tokens || []).length} tokens)`]),
       contextEl(row, Math.max(max(), Number(row.activation) || 0), { kind: "try", onOpen }),
     );
   }

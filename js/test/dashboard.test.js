@@ -209,3 +209,12 @@ describe("the dashboard panel redraws only what changed", () => {
     expect($("[data-qscope-panel='dashboard']").textContent).toContain("seven");
   });
 });
+
+describe("try your own text that the feature ignores", () => {
+  it("says it does not fire instead of naming a token", async () => {
+    const model = new FakeModel(state({ request_seq: 1, result_seq: 1,
+      dashboard_try: { text: "abc", tokens: ["a", "b"], acts: [0, 0], center: 0, activation: 0, error: "" } }));
+    const { $ } = await mount(model);
+    expect($("[data-qscope='try-summary']").textContent).toBe("does not fire on this text (max 0 over 2 tokens)");
+  });
+});

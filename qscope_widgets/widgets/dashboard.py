@@ -11,6 +11,7 @@ sequence-numbered like an explorer's requests (a stale result is never drawn). T
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import anywidget
@@ -56,6 +57,7 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
         super().__init__(layer=layer, feature=int(feature), data=data,
                          status={"busy": False, "error": "", "done_seq": 0}, **kwargs)
         self._try_error: tuple[int, QScopeError | None] = (0, None)
+        self._status_lock = threading.RLock()  # the worker publishes while the kernel's thread submits
         self._tries: RunScheduler[tuple[int, int, str]] = RunScheduler(self._run_try, self._publish_try,
                                                                       name="qscope-dashboard")
         self.on_msg(self._on_message)
@@ -86,9 +88,10 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
         self._submit_try()
 
     def _submit_try(self) -> int:
-        seq = self._tries.submit((int(self.layer), int(self.feature), self.dashboard_text))
-        self.request_seq = seq
-        self.status = {**self.status, "busy": True, "stage": "running your text", "seq": seq}
+        with self._status_lock:
+            seq = self._tries.submit((int(self.layer), int(self.feature), self.dashboard_text))
+            self.request_seq = seq
+            self.status = {**self.status, "busy": True, "stage": "running your text", "seq": seq}
         return seq
 
     def _run_try(self, job: Job[tuple[int, int, str]], _stale: Any) -> dict[str, Any]:
@@ -106,7 +109,7 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
             result = {"text": job.request[2], "error": error_text(result)}
         if job.seq <= self.result_seq:
             return  # never draw an older result over a newer one
-        with self.hold_sync():
+        with self._status_lock, self.hold_sync():
             self.dashboard_try = result
             self.result_seq = job.seq
             self.status = {**self.status, "busy": self._tries.latest_seq > job.seq, "stage": "",
