@@ -139,6 +139,7 @@ def exercise_explorer(page, lab, shots: str | None) -> None:
         assert root.locator('[data-qscope="error"]').inner_text().strip() == ""
         assert root.locator('[data-qscope="status"]').get_attribute("data-busy") == "false"
         exercise_keys(page, kc)
+        exercise_dashboard(page, kc)
         if shots:
             root.scroll_into_view_if_needed()
             root.screenshot(path=str(ARTIFACTS / f"{shots}-light.png"))
@@ -202,6 +203,77 @@ def exercise_keys(page, kc) -> None:
     assert new != old, f"{key} on the focused layer slider did not move it (focused: {focused}; keydowns: {seen})"
     assert page.evaluate(ACTIVE_CELL) == active, f"{key} on the slider moved the cell selection"
     assert_page_matches_kernel(page, kc, lambda v: v["layer"] == int(new) and v["seq"] > view["seq"])
+    exercise_token_keys(page, kc)
+
+
+KERNEL_EXPLORER = """
+import json
+from qscope_widgets.widgets.scope_widget import live_widgets
+ex = [w for w in live_widgets() if w._view == "explorer"][0]
+ex.wait(raise_error=False)
+print(json.dumps({"seq": ex.result_seq, "prompt": ex.prompt, "layer": ex.layer, "token": ex.selected_token,
+                  "feature": ex.selected_feature, "dashboard": [ex.dashboard.get("layer"), ex.dashboard.get("feature")],
+                  "try": {k: ex.dashboard_try.get(k) for k in ("text", "activation", "center", "error")}}))
+"""
+
+
+def kernel_explorer_when(kc, accept, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = kernel_eval_json(kc, KERNEL_EXPLORER)
+        if accept(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the kernel's explorer never reached the expected state; last: {state}")
+        time.sleep(0.2)
+
+
+def exercise_token_keys(page, kc) -> None:
+    """Arrow keys on the heatmap's tokens move the token selection (kernel and page), never the notebook's cell
+    selection: in JupyterLab the widget stops them; Notebook 7 matches its command-mode shortcuts (ArrowDown:
+    next cell) in the capture phase, so the widget takes them in the window's capture phase first."""
+    tokens = page.locator(f'{EXPLORER} [data-qscope="heatmap"] .qscope-token')
+    tokens.nth(0).click()  # selects token 0 and focuses it
+    kernel_explorer_when(kc, lambda s: s["token"] == 0)
+    active = page.evaluate(ACTIVE_CELL)
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowDown")
+    state = kernel_explorer_when(kc, lambda s: s["token"] == 2)
+    focused = page.evaluate("() => document.activeElement && document.activeElement.dataset.index")
+    assert focused == "2", f"focus is on token {focused}, not on the selected token 2"
+    assert page.evaluate(ACTIVE_CELL) == active, "an arrow key on a token moved the notebook's cell selection"
+    page.keyboard.press("Home")
+    kernel_explorer_when(kc, lambda s: s["token"] == 0 and s["seq"] > state["seq"])
+    assert page.evaluate(ACTIVE_CELL) == active
+
+
+def exercise_dashboard(page, kc) -> None:
+    """A sidebar row opens its feature's dashboard (no forward); the try box runs a text; a click on a context
+    opens it in the explorer: its text as the prompt, the activating token selected."""
+    root = page.locator(EXPLORER).first
+    assert_page_matches_kernel(page, kc)  # the sidebar drawn is the kernel's latest (rows change with the token)
+    row = root.locator('[data-qscope="feature-row"]').nth(1)
+    feature = int(row.get_attribute("data-feature"))
+    row.click()
+    layer = kernel_explorer_when(kc, lambda s: s["dashboard"][1] == feature)["layer"]
+    dash = root.locator('[data-qscope-panel="dashboard"]')
+    dash.locator(".qscope-dash-id", has_text=f"L{layer} #{feature}").wait_for(timeout=30_000)
+    box = dash.locator('textarea[data-qscope="try-text"]')
+    box.click()
+    page.keyboard.type("In the beginning God created")
+    page.keyboard.press("Enter")
+    tried = kernel_explorer_when(kc, lambda s: s["try"]["text"] == "In the beginning God created")
+    assert tried["try"]["error"] == ""
+    dash.locator('[data-qscope="context"][data-kind="try"]').wait_for(timeout=30_000)
+    assert root.locator('[data-qscope="error"]').inner_text().strip() == ""
+    before = kernel_eval_json(kc, KERNEL_EXPLORER)
+    dash.locator('[data-qscope="context"][data-kind="top"]').first.click()
+    opened = kernel_explorer_when(kc, lambda s: s["prompt"] != before["prompt"] and s["token"] >= 0
+                                  and s["feature"] == feature)
+    assert opened["layer"] == layer
+    assert_page_matches_kernel(page, kc, lambda v: v["seq"] >= opened["seq"])
+    selected = root.locator('[data-qscope="heatmap"] .qscope-token.qscope-selected')
+    assert selected.get_attribute("data-index") == str(opened["token"])
 
 
 def check_watch(watch) -> None:

@@ -38,7 +38,8 @@ def assert_same_index(a: FeatureIndex, b: FeatureIndex) -> None:
     assert {k: v for k, v in a.meta.items() if k != "seconds"} == {k: v for k, v in b.meta.items() if k != "seconds"}
     for n in a.layers:
         pd.testing.assert_frame_equal(a.features(n), b.features(n), check_exact=True)
-        pd.testing.assert_frame_equal(a.contexts(n), b.contexts(n), check_exact=True)
+        pd.testing.assert_frame_equal(a.contexts(n, kind="all"), b.contexts(n, kind="all"), check_exact=True)
+        assert len(a.contexts(n, kind="sample")) > 0 or a.meta["settings"].get("sample_n") == 0
 
 
 def test_merged_shards_equal_one_scan_bit_for_bit_ties_included():
@@ -111,4 +112,5 @@ def test_torchrun_two_gloo_ranks_build_the_same_index_as_one_process(tmp_path):
     ddp = FeatureIndex.load(tmp_path / "ddp")
     assert_same_index(ddp, ref)
     assert ddp.features(4)["count"].sum() > 0 and len(ddp.contexts(4)) > 0
+    assert len(ddp.contexts(4, kind="sample")) > 0 and ddp.meta["settings"]["sample_n"] == 24
     assert not (tmp_path / "ddp" / "_shards").exists()

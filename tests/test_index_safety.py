@@ -42,7 +42,8 @@ def assert_same_index(a: FeatureIndex, b: FeatureIndex) -> None:
     assert a.layers == b.layers and a.meta["build_id"] == b.meta["build_id"]
     for n in a.layers:
         pd.testing.assert_frame_equal(a.features(n), b.features(n), check_exact=True)
-        pd.testing.assert_frame_equal(a.contexts(n), b.contexts(n), check_exact=True)
+        pd.testing.assert_frame_equal(a.contexts(n, kind="all"), b.contexts(n, kind="all"), check_exact=True)
+        assert len(a.contexts(n, kind="sample")) > 0 or a.meta["settings"].get("sample_n") == 0
 
 
 # ---------------------------------------------------------------------------------------------- item 2

@@ -10,10 +10,18 @@ Output: ``training/work/corpus/{genre}.{train,heldout}.jsonl`` with one document
 every 50th document of each genre is held out. Sizes are capped per genre so no genre dominates.
 
     python -m training.build_corpus
+    python -m training.build_corpus --python-docs /tmp/py/usr/share/doc/python3.11-doc/html/_sources
+
+The output depends on the packages' versions. The shipped demo was built from python3.11-doc 3.11.2-6+deb12u9;
+deb12u8 changes some pages, so its python split differs (1933 training documents instead of 1943, 124,463 held-out
+characters instead of 127,439). With another version installed, unpack the pinned one
+(``apt-get download python3.11-doc=3.11.2-6+deb12u9 && dpkg-deb -x python3.11-doc_*.deb /tmp/py``) and pass its
+``_sources`` folder as ``--python-docs``. The other three genres reproduce from the current bookworm packages.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -24,6 +32,7 @@ WORK = Path(__file__).resolve().parent / "work"
 CORPUS = WORK / "corpus"
 CAP_CHARS = 2_600_000  # per genre, training split
 HELDOUT_EVERY = 50
+PYTHON_DOCS = Path("/usr/share/doc/python3.11-doc/html/_sources")
 
 SOURCES = {
     "bible": ("bible-kjv-text + bible-kjv", "public domain (King James Version)"),
@@ -59,8 +68,7 @@ def _clean_rst(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
-def python_docs() -> list[str]:
-    root = Path("/usr/share/doc/python3.11-doc/html/_sources")
+def python_docs(root: Path = PYTHON_DOCS) -> list[str]:
     docs = []
     for p in sorted(root.rglob("*.rst.txt")):
         if "whatsnew" in p.parts or "c-api" in p.parts:  # changelogs and C API lists are noise for a tiny model
@@ -110,11 +118,11 @@ def fortune_docs() -> list[str]:
     return docs
 
 
-def build() -> dict[str, dict[str, int]]:
+def build(python_root: Path = PYTHON_DOCS) -> dict[str, dict[str, int]]:
     CORPUS.mkdir(parents=True, exist_ok=True)
     stats = {}
-    for genre, fn in (("bible", bible_docs), ("python", python_docs), ("wordnet", wordnet_docs),
-                      ("fortune", fortune_docs)):
+    for genre, fn in (("bible", bible_docs), ("python", lambda: python_docs(python_root)),
+                      ("wordnet", wordnet_docs), ("fortune", fortune_docs)):
         docs = fn()
         random.Random(genre).shuffle(docs)
         held = [d for i, d in enumerate(docs) if i % HELDOUT_EVERY == 0]
@@ -143,4 +151,7 @@ def load(split: str, genres=("bible", "python", "wordnet", "fortune")) -> list[d
 
 
 if __name__ == "__main__":
-    build()
+    ap = argparse.ArgumentParser(description="build the demo corpus under training/work/corpus")
+    ap.add_argument("--python-docs", type=Path, default=PYTHON_DOCS,
+                    help="the python3.11-doc _sources folder (the demo pins 3.11.2-6+deb12u9; see the docstring)")
+    build(ap.parse_args().python_docs)

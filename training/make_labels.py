@@ -1,10 +1,16 @@
 """Label every feature of every layer: a feature index of the held-out slice, with genres as groups.
 
-    python -m training.make_labels
+    python -m training.make_labels                      # the freshly trained model in training/work
+    python -m training.make_labels --packaged --out DIR  # the packaged demo (Scope.demo()), e.g. to rebuild its index
+
+The settings are the shipped index's (``qscope_widgets/demo/index/meta.json``): chunks of 128 tokens, batches of
+16, the top 10 contexts and a uniform sample of 24 firings per feature, 12 tokens before and 4 after each.
 """
 
 from __future__ import annotations
 
+import argparse
+import time
 from pathlib import Path
 
 import torch
@@ -12,21 +18,33 @@ import torch
 from .build_corpus import WORK, load
 
 OUT = WORK / "index"
+SETTINGS = dict(chunk_len=128, batch_size=16, top_n=10, sample_n=24)
 
 
-def main(model_dir: Path, sae_dir: Path, out: Path = OUT, threads: int = 2) -> None:
+def main(model_dir: Path | None, sae_dir: Path | None, out: Path = OUT, threads: int = 2,
+         overwrite: bool = False) -> None:
     from qscope_widgets import Scope
 
     torch.set_num_threads(threads)
-    scope = Scope.from_pretrained(str(model_dir), saes=str(sae_dir))
+    if model_dir is None:
+        scope = Scope.demo()
+    else:
+        scope = Scope.from_pretrained(str(model_dir), saes=str(sae_dir))
     docs = load("heldout")
-    idx = scope.index([d["text"] for d in docs], groups=[d["genre"] for d in docs], out_dir=out, chunk_len=128,
-                      batch_size=16, top_n=10, progress=False)
-    print(idx, idx.report)
+    t0 = time.perf_counter()
+    idx = scope.index([d["text"] for d in docs], groups=[d["genre"] for d in docs], out_dir=out, progress=False,
+                      overwrite=overwrite, **SETTINGS)
+    print(idx, idx.report, f"{time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":
     from .train_model import OUT as MODEL_DIR
     from .train_saes import OUT as SAE_DIR
 
-    main(MODEL_DIR, SAE_DIR)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--packaged", action="store_true", help="index with the packaged demo (Scope.demo())")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--overwrite", action="store_true")
+    a = ap.parse_args()
+    main(None if a.packaged else MODEL_DIR, None if a.packaged else SAE_DIR, a.out, a.threads, a.overwrite)

@@ -4,9 +4,13 @@ import { toFloat32, toInt32, codesRow } from "./buffers.js";
 import { cellColor, gradient } from "./colors.js";
 import { h, clear, visibleToken, fmt } from "./dom.js";
 import { knownLabels } from "./labels.js";
+import { openFeature } from "./open_feature.js";
 
 import { COLOR_BY, COLOR_BY_LABELS } from "./constants.js";
 import { localValues, scaleMax } from "./token_values.js";
+
+/** ms the tooltip stays after the pointer leaves the tokens (long enough to reach its feature rows) */
+export const TOOLTIP_GRACE_MS = 250;
 
 /** @param {import("./context.js").Context} ctx */
 export function createHeatmap(ctx) {
@@ -60,6 +64,7 @@ export function createHeatmap(ctx) {
     [h("label", { class: "qscope-inline" }, ["colour by ", colorSelect]), diffLabel, legend]);
   const tokensEl = h("div", {
     class: "qscope-tokens", role: "listbox", "aria-label": "prompt tokens", "aria-orientation": "horizontal",
+    dataset: { qscopeKeys: "tokens" },  // keys.js hands it its arrow keys even where the notebook cancels them
   });
   const tooltip = h("div", { class: "qscope-tooltip", role: "tooltip", hidden: true, dataset: { qscope: "tooltip" } });
   const el = h("div", { class: "qscope-heatmap", dataset: { qscope: "heatmap" } }, [controls, tokensEl, tooltip]);
@@ -164,7 +169,11 @@ export function createHeatmap(ctx) {
         h("span", { class: "qscope-muted", text: ` #${i} · ${diffMode() ? "Δ " : ""}${fmt(values[i])}` }),
       ]),
       rows.length
-        ? h("table", { class: "qscope-tooltip-table" }, rows.map(([f, v]) => h("tr", {}, [
+        ? h("table", { class: "qscope-tooltip-table" }, rows.map(([f, v]) => h("tr", {
+          class: "qscope-clickable", dataset: { qscope: "tooltip-feature", feature: f },
+          title: `open feature ${f}: colour by it and show its dashboard`,
+          onclick: () => ctx.safe("heatmap.open", () => { openFeature(ctx, snap.layer, f); hideTooltip(); }),
+        }, [
           h("td", { class: "qscope-mono", text: `#${f}` }),
           h("td", { class: "qscope-tooltip-label", text: labels.get(f) || "" }),
           h("td", { class: "qscope-num", text: fmt(v) }),
@@ -177,7 +186,15 @@ export function createHeatmap(ctx) {
     tooltip.style.left = `${Math.max(0, r.left - box.left)}px`;
     tooltip.style.top = `${r.bottom - box.top + 4}px`;
   }
-  const hideTooltip = () => { tooltip.hidden = true; };
+  /** @type {ReturnType<typeof setTimeout> | null} */
+  let hideTimer = null;
+  const keepTooltip = () => { if (hideTimer != null) clearTimeout(hideTimer); hideTimer = null; };
+  const hideTooltip = () => { keepTooltip(); tooltip.hidden = true; };
+  /** leaving the tokens: hide a moment later, so the pointer can reach the tooltip's feature rows */
+  const hideSoon = () => { keepTooltip(); hideTimer = setTimeout(hideTooltip, TOOLTIP_GRACE_MS); };
+  tooltip.addEventListener("mouseenter", keepTooltip);
+  tooltip.addEventListener("mouseleave", hideTooltip);
+  ctx.onCleanup(keepTooltip);
 
   /** a new result: rebuild the spans from the buffers */
   function draw() {
@@ -230,7 +247,8 @@ export function createHeatmap(ctx) {
     const i = indexOf(ev.target);
     if (i >= 0) { focusIndex = i; select(i); }
   }));
-  tokensEl.addEventListener("keydown", (ev) => ctx.safe("heatmap.keys", () => {
+  /** @param {{key: string, target: EventTarget | null, preventDefault(): void}} ev */
+  const onKey = (ev) => ctx.safe("heatmap.keys", () => {
     const i = indexOf(ev.target);
     if (i < 0) return;
     const sel = Number(model.get("selected_token"));
@@ -247,14 +265,20 @@ export function createHeatmap(ctx) {
       model.save_changes();
       markSelection();
     }
+  });
+  tokensEl.addEventListener("keydown", onKey);
+  // the same keys when keys.js took them in the window's capture phase (Notebook 7 cancels arrow keys before
+  // they reach the page's elements): detail = {key}
+  tokensEl.addEventListener("qscope-key", (ev) => onKey({
+    key: String(/** @type {CustomEvent} */ (ev).detail?.key || ""), target: ev.target, preventDefault: () => {},
   }));
   const over = (/** @type {Event} */ ev) => ctx.safe("heatmap.tooltip", () => {
     const i = indexOf(ev.target);
-    if (i >= 0) showTooltip(i, spans[i]);
+    if (i >= 0) { keepTooltip(); showTooltip(i, spans[i]); }
   });
   tokensEl.addEventListener("mouseover", over);
   tokensEl.addEventListener("focusin", over);
-  tokensEl.addEventListener("mouseleave", hideTooltip);
+  tokensEl.addEventListener("mouseleave", hideSoon);
   tokensEl.addEventListener("focusout", hideTooltip);
 
   /** colour-by or the selected feature changed: repaint now from the shipped codes (the kernel's result follows

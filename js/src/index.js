@@ -31,7 +31,7 @@ function render({ model, el }) {
     // the view itself failed to build: still show why, in a status line
     root.append(createStatus(ctx));
   }
-  if (view !== "feature") ctx.start();
+  ctx.start();
   return () => {
     ctx.dispose();
     root.remove();

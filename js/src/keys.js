@@ -69,9 +69,32 @@ function moveRange(ev) {
  */
 function onWindowKeydown(ev) {
   const el = ev.target;
+  if (handOwnedKey(ev)) return;
   if (!(el instanceof HTMLInputElement) || el.type !== "range" || !el.closest(".qscope")) return;
   if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
   if (moveRange(ev)) { ev.preventDefault(); ev.stopPropagation(); }
+}
+
+/** Keys a `[data-qscope-keys]` element (the heatmap's tokens) handles itself. */
+const OWNED_KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown", "Home", "End", "Enter", " ", "Spacebar"]);
+
+/**
+ * Notebook 7 matches its command-mode shortcuts (ArrowUp / ArrowDown move the cell selection) in the document's
+ * capture phase, before a focused token sees the key. For an element inside a widget marked
+ * `[data-qscope-keys]`, the key is taken here, in the window's capture phase, and handed to it as a
+ * `qscope-key` event (detail: {key}), the same in every notebook front end. True when the key was taken.
+ * @param {KeyboardEvent} ev
+ */
+export function handOwnedKey(ev) {
+  const el = ev.target;
+  if (!(el instanceof Element) || ownsAllKeys(el) || !OWNED_KEYS.has(ev.key)) return false;
+  if (ev.ctrlKey || ev.metaKey || ev.altKey || ev.isComposing) return false;
+  const owner = el.closest("[data-qscope-keys]");
+  if (!owner || !owner.closest(".qscope")) return false;
+  ev.preventDefault();
+  ev.stopPropagation();
+  el.dispatchEvent(new CustomEvent("qscope-key", { bubbles: true, detail: { key: ev.key, shiftKey: ev.shiftKey } }));
+  return true;
 }
 
 /** @param {HTMLElement} root */

@@ -97,6 +97,11 @@ export interface Traits {
   // FeatureDashboard
   feature: number;
   data: Record<string, any>;
+  // dashboard (panel and FeatureDashboard)
+  dashboard: Record<string, any>;
+  dashboard_text: string;
+  dashboard_try: { text?: string; layer?: number; feature?: number; tokens?: string[]; acts?: number[];
+                   token_ids?: number[]; center?: number; position?: number; activation?: number; error?: string };
 }
 
 export interface Model {

@@ -9,6 +9,7 @@ import { createLayers } from "./layers.js";
 import { createAttribution } from "./attribution.js";
 import { createCompare } from "./compare.js";
 import { createSweep } from "./sweep.js";
+import { createDashboard } from "./dashboard.js";
 
 /** @typedef {(ctx: import("./context.js").Context) => HTMLElement} PanelComponent */
 
@@ -23,6 +24,7 @@ export const PANELS = {
   attribution: createAttribution,
   compare: createCompare,
   sweep: createSweep,
+  dashboard: createDashboard,
 };
 
 /**

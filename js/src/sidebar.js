@@ -4,6 +4,7 @@
 import { h, clear, fmt, pct, featureUrl } from "./dom.js";
 import { debounce } from "./frame.js";
 import { labelScoreBadges } from "./labels.js";
+import { openFeature } from "./open_feature.js";
 
 export const SEARCH_DEBOUNCE_MS = 200;
 
@@ -129,7 +130,8 @@ export function createSidebar(ctx) {
       const layer = Number(r.layer), feature = Number(r.feature);
       const pick = h("button", {
         type: "button", class: "qscope-search-result", dataset: { qscope: "search-result", layer, feature },
-        onclick: () => ctx.safe("sidebar.search", () => model.send({ type: "select_feature", layer, feature })),
+        title: "open this feature (select it, colour by it, show its dashboard)",
+        onclick: () => ctx.safe("sidebar.search", () => openFeature(ctx, layer, feature)),
       }, [
         h("span", { class: "qscope-mono", text: `L${layer} #${feature}` }),
         h("span", { class: "qscope-flabel", text: r.label || "" }),

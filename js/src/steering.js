@@ -4,6 +4,7 @@
 import { h, clear, fmt, visibleToken } from "./dom.js";
 import { coalescer } from "./frame.js";
 import { requestSweep } from "./sweep.js";
+import { openFeature } from "./open_feature.js";
 
 import { MODES, SLIDER_POSITIONS, STEER_POSITIONS } from "./constants.js";
 
@@ -100,7 +101,10 @@ export function createSteering(ctx) {
   function buildBlock(e) {
     const k = keyOf(e);
     const layer = Number(e.layer), feature = Number(e.feature);
-    const label = h("span", { class: "qscope-edit-label" });
+    const label = h("button", {  // the pinned feature's name opens it (select, colour, dashboard)
+      type: "button", class: "qscope-edit-label qscope-linklike", dataset: { qscope: "edit-open", layer, feature },
+      onclick: () => ctx.safe("steering.open", () => openFeature(ctx, layer, feature)),
+    });
     const slider = /** @type {HTMLInputElement} */ (h("input", {
       type: "range", class: "qscope-range", dataset: { qscope: "strength", layer, feature },
       "aria-label": `strength of layer ${layer} feature ${feature}`,
@@ -168,7 +172,7 @@ export function createSteering(ctx) {
     const lo = Number(e.min ?? 0), hi = Number(e.max ?? 1);
     const step = e.step != null ? Number(e.step) : niceStep(lo, hi);
     b.label.textContent = `L${e.layer} #${e.feature}${e.label ? ` ${e.label}` : ""}`;
-    b.label.title = String(e.label || "");
+    b.label.title = `open L${e.layer} #${e.feature}${e.label ? ` (${e.label})` : ""}: colour by it and show its dashboard`;
     b.slider.min = String(lo);
     b.slider.max = String(hi);
     b.slider.step = String(step);

@@ -152,7 +152,7 @@ describe("search results", () => {
     $("button[data-qscope='search-pin']").click();
     expect(model.sent.at(-1)).toEqual({ type: "pin", layer: 2, feature: 42 });
     $("button[data-qscope='search-result']").click();
-    expect(model.sent.at(-1)).toEqual({ type: "select_feature", layer: 2, feature: 42 });
+    expect(model.sent.at(-1)).toEqual({ type: "open_feature", layer: 2, feature: 42 });
   });
 });
 
@@ -169,6 +169,33 @@ describe("sliders where the notebook cancels arrow keys (Notebook 7)", () => {
       expect(layer.value).not.toBe(before);
     } finally {
       document.removeEventListener("keydown", cancel, true);
+    }
+  });
+});
+
+describe("token keys where the notebook takes arrow keys first (Notebook 7)", () => {
+  it("ArrowDown / ArrowRight / Home on a focused token move the selection though the document's capture phase eats them", async () => {
+    const model = new FakeModel(explorerState({ _view: "heatmap" }));
+    const { $$ } = await mount(model);
+    let eaten = 0;
+    // Notebook 7: its command-mode shortcuts (ArrowDown: select the next cell) run in the document's capture phase
+    const notebook = (/** @type {KeyboardEvent} */ e) => { eaten += 1; e.preventDefault(); e.stopPropagation(); };
+    document.addEventListener("keydown", notebook, true);
+    try {
+      const spans = () => $$("span.qscope-token");
+      spans()[0].focus();
+      spans()[0].dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowDown", bubbles: true, cancelable: true }));
+      expect(model.get("selected_token")).toBe(1);
+      expect(document.activeElement).toBe(spans()[1]);
+      spans()[1].dispatchEvent(new KeyboardEvent("keydown", { key: "ArrowRight", bubbles: true, cancelable: true }));
+      expect(model.get("selected_token")).toBe(2);
+      spans()[2].dispatchEvent(new KeyboardEvent("keydown", { key: "Home", bubbles: true, cancelable: true }));
+      expect(model.get("selected_token")).toBe(0);
+      expect(eaten).toBe(0);  // the notebook never saw them
+      spans()[0].dispatchEvent(new KeyboardEvent("keydown", { key: "s", ctrlKey: true, bubbles: true, cancelable: true }));
+      expect(eaten).toBe(1);  // its own shortcuts still reach it
+    } finally {
+      document.removeEventListener("keydown", notebook, true);
     }
   });
 });

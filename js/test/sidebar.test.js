@@ -64,7 +64,7 @@ describe("feature sidebar", () => {
     expect(model.saves).toBe(2);
   });
 
-  it("search results are listed; clicking one sends select_feature", async () => {
+  it("search results are listed; clicking one on another layer sends open_feature", async () => {
     const model = new FakeModel(explorerState({ _view: "sidebar" }));
     const { $, $$ } = await mount(model);
     expect($("[data-qscope='search-results']").hidden).toBe(true);
@@ -76,7 +76,7 @@ describe("feature sidebar", () => {
     expect(res.length).toBe(1);
     expect(res[0].textContent).toContain("L3 #2360");
     res[0].click();
-    expect(model.sent).toEqual([{ type: "select_feature", layer: 3, feature: 2360 }]);
+    expect(model.sent).toEqual([{ type: "open_feature", layer: 3, feature: 2360 }]);
     model.update({ search_results: [] });
     expect($("[data-qscope='search-results']").textContent).toContain("no features match");
   });

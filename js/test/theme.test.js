@@ -66,3 +66,10 @@ describe("theme", () => {
     expect(norm(plain.fg)).toMatch(/^rgba\(0,0,0,0\.87\)$/);
   });
 });
+
+describe("clickable tooltip rows", () => {
+  it("the tooltip passes the pointer through (tokens under it stay hoverable) but its feature rows take clicks", () => {
+    expect(noComments).toMatch(/\.qscope-tooltip\s*{[^}]*pointer-events:\s*none/);
+    expect(noComments).toMatch(/\.qscope-tooltip tr\.qscope-clickable\s*{[^}]*pointer-events:\s*auto/);
+  });
+});

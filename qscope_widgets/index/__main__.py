@@ -58,6 +58,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=16)
     b.add_argument("--chunk-len", type=int, default=128)
     b.add_argument("--top-n", type=int, default=10)
+    b.add_argument("--sample-n", type=int, default=24, help="uniformly sampled contexts per feature (0: none)")
     b.add_argument("--context-window", type=int, default=None)
     b.add_argument("--checkpoint-every", type=int, default=50)
     b.add_argument("--no-resume", action="store_true", help="start over instead of resuming a checkpoint")
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(idx, idx.report)
         return 0
     kw = dict(out_dir=args.out, layers=_layers(args.layers), max_tokens=args.max_tokens, batch_size=args.batch_size,
-              chunk_len=args.chunk_len, top_n=args.top_n, context_window=args.context_window,
+              chunk_len=args.chunk_len, top_n=args.top_n, sample_n=args.sample_n, context_window=args.context_window,
               groups=_groups(args), resume=not args.no_resume, overwrite=args.overwrite, progress=args.progress,
               checkpoint_every=args.checkpoint_every, text_column=args.text_column, split=args.split,
               logit_tokens=args.logit_tokens)

@@ -11,12 +11,19 @@ Everything works on the sparse codes of a batch (``(tokens, k)`` ids and values)
 * activation mass per corpus group (e.g. per genre or per source), when groups are given;
 * the top-N contexts per feature: a ``(d_sae, N)`` buffer merged with each batch. Only features that received a
   candidate above their current N-th value are touched, and each candidate carries its token window and the
-  feature's activations over that window, gathered while the batch's codes are at hand.
+  feature's activations over that window, gathered while the batch's codes are at hand;
+* a uniform random sample of ``sample_n`` of each feature's firings (contexts from every activation range, not
+  only the top): each firing gets a pseudo-random key that depends only on (document, position, feature)
+  (:func:`sample_keys`, a splitmix64 hash), and a feature keeps the ``sample_n`` firings with the smallest keys (a
+  bottom-k sample). Because the key depends on the firing alone, the sample does not depend on the order tokens
+  are seen in, and it is kept like the top-N buffer (same window, only features with a candidate below their
+  current threshold are touched).
 
 The whole state is a dict of tensors (:meth:`state_dict`), so a build can checkpoint and resume exactly, and
 :meth:`FeatureAccumulator.merge` folds in the state of another shard of the same corpus exactly: counts,
 histograms and sums add, maxima take the max, and the top-N contexts of the union are re-selected with the scan's
-own order for ties (value descending, then document, then position), which is the order a single scan keeps.
+own order for ties (value descending, then document, then position), which is the order a single scan keeps; the
+samples of the union are the ``sample_n`` smallest (key, document, position), exactly what one scan keeps.
 """
 
 from __future__ import annotations
@@ -26,7 +33,36 @@ from torch import Tensor
 
 HIST_LO, HIST_HI, HIST_BINS = -3.0, 3.0, 48  # log10 activation bins: 1e-3 .. 1e3
 SUM_BITS = 24  # sums are int64 in units of 2**-24 (~6e-8): exact and order-free up to ~5e11 of summed activation
-STATE_KEYS = ("count", "sum_fx", "max", "hist", "group_mass_fx", "top_vals", "top_refs", "top_tokens", "top_acts")
+STATE_KEYS = ("count", "sum_fx", "max", "hist", "group_mass_fx", "top_vals", "top_refs", "top_tokens", "top_acts",
+              "sample_keys", "sample_vals", "sample_refs", "sample_tokens", "sample_acts")
+NO_KEY = torch.iinfo(torch.long).max  # an empty sample slot; real keys are < 2**62 (see sample_keys)
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as a signed int64
+_MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_MIX2 = -7723592293110705685  # 0x94D049BB133111EB
+
+
+def _shr(x: Tensor, s: int) -> Tensor:
+    """Logical right shift of int64 (torch's ``>>`` is arithmetic: it copies the sign bit)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def splitmix64(x: Tensor) -> Tensor:
+    """The splitmix64 finaliser on int64 tensors (wrapping arithmetic, the bits of the uint64 algorithm)."""
+    x = x + _GOLDEN
+    x = (x ^ _shr(x, 30)) * _MIX1
+    x = (x ^ _shr(x, 27)) * _MIX2
+    return x ^ _shr(x, 31)
+
+
+def sample_keys(doc: Tensor, pos: Tensor, feature: Tensor) -> Tensor:
+    """The sampling key of each firing: a 62-bit pseudo-random int64 that depends only on (document, token position
+    in the document, feature). A feature's ``sample_n`` firings with the smallest keys are a uniform random sample
+    of all its firings, and the same whichever shard or batch saw them."""
+    h = splitmix64(doc.long())
+    h = splitmix64(h ^ pos.long())
+    h = splitmix64(h ^ feature.long())
+    return _shr(h, 2)
 
 
 def to_fixed(v: Tensor) -> Tensor:
@@ -46,8 +82,9 @@ def hist_edges(device: torch.device | str | None = None) -> Tensor:
 
 class FeatureAccumulator:
     def __init__(self, d_sae: int, *, top_n: int = 10, left: int = 12, right: int = 4, n_groups: int = 0,
-                 device: torch.device | str | None = None):
+                 sample_n: int = 24, device: torch.device | str | None = None):
         self.d_sae, self.top_n, self.left, self.right = d_sae, top_n, left, right
+        self.sample_n = sample_n
         self.window = left + 1 + right
         self.n_groups = n_groups
         self.device = torch.device(device or "cpu")
@@ -62,10 +99,17 @@ class FeatureAccumulator:
         self.top_refs = torch.full((d_sae, top_n, 2), -1, dtype=torch.long, **kw)  # (document, token position)
         self.top_tokens = torch.full((d_sae, top_n, self.window), -1, dtype=torch.int32, **kw)
         self.top_acts = torch.zeros(d_sae, top_n, self.window, dtype=torch.float16, **kw)
+        # the sample, sorted by (key, document, position) ascending; empty slots have key NO_KEY and refs -1
+        self.sample_keys = torch.full((d_sae, sample_n), NO_KEY, dtype=torch.long, **kw)
+        self.sample_vals = torch.zeros(d_sae, sample_n, **kw)
+        self.sample_refs = torch.full((d_sae, sample_n, 2), -1, dtype=torch.long, **kw)
+        self.sample_tokens = torch.full((d_sae, sample_n, self.window), -1, dtype=torch.int32, **kw)
+        self.sample_acts = torch.zeros(d_sae, sample_n, self.window, dtype=torch.float16, **kw)
         self._bounds = torch.linspace(HIST_LO, HIST_HI, HIST_BINS + 1, **kw)[1:-1]
 
     def nbytes(self) -> int:
-        """Memory held by the state: fixed by ``d_sae``, ``top_n`` and the window, whatever the corpus size."""
+        """Memory held by the state: fixed by ``d_sae``, ``top_n``, ``sample_n`` and the window, whatever the
+        corpus size."""
         return sum(t.numel() * t.element_size() for t in self.state_dict().values())
 
     # ------------------------------------------------------------------------------------------ one batch
@@ -100,16 +144,12 @@ class FeatureAccumulator:
             g = group.to(dev)[row]
             self.group_mass_fx.view(-1).index_add_(0, f * self.group_mass_fx.shape[1] + g, fx)
         self._merge_top(f, v, row, pos, ids, values, input_ids, lengths, doc, start)
+        if self.sample_n:
+            self._merge_sample(f, v, row, pos, ids, values, input_ids, lengths, doc, start)
 
-    def _merge_top(self, f, v, row, pos, ids, values, input_ids, lengths, doc, start) -> None:
-        N = self.top_n
-        keep = v > self.top_vals[:, -1].contiguous()[f]
-        if not keep.any():
-            return
-        f, v, row, pos = f[keep], v[keep], row[keep], pos[keep]
-        # at most N candidates per feature from this batch
-        f, v, row, pos = _top_per_group(f, v, N, row, pos)
-        # gather the token window and the feature's activation over it
+    def _windows(self, f, row, pos, ids, values, input_ids, lengths) -> tuple[Tensor, Tensor]:
+        """The token window around each candidate (``-1`` outside the document) and the feature's activation over
+        it, gathered from the batch's sparse codes."""
         dev = self.device
         offs = torch.arange(-self.left, self.right + 1, device=dev)
         wpos = pos[:, None] + offs[None, :]  # (M, W)
@@ -121,6 +161,59 @@ class FeatureAccumulator:
         wids = ids.reshape(-1, k)[tok_idx]  # (M, W, k)
         wvals = values.reshape(-1, k)[tok_idx]
         wact = ((wids == f[:, None, None]) * wvals.clamp_min(0)).sum(-1) * inside  # active = positive, as above
+        return wtok, wact
+
+    def _merge_sample(self, f, v, row, pos, ids, values, input_ids, lengths, doc, start) -> None:
+        """Fold this batch's firings into the bottom-``sample_n`` buffers by (key, document, position)."""
+        n = self.sample_n
+        d, p = doc[row], start[row] + pos
+        key = sample_keys(d, p, f)
+        keep = key <= self.sample_keys[:, -1].contiguous()[f]  # <=: a tie on the key is settled by (doc, pos)
+        if not keep.any():
+            return
+        f, v, row, pos, key, d, p = f[keep], v[keep], row[keep], pos[keep], key[keep], d[keep], p[keep]
+        # at most n candidates per feature from this batch (the n smallest (key, doc, pos) of each)
+        order = _lex_order(f, key, d, p)
+        fs = f[order]
+        rank = torch.arange(len(fs), device=fs.device) - torch.searchsorted(fs, fs)
+        order = order[rank < n]
+        f, v, row, pos, key, d, p = f[order], v[order], row[order], pos[order], key[order], d[order], p[order]
+        wtok, wact = self._windows(f, row, pos, ids, values, input_ids, lengths)
+        refs = torch.stack([d, p], dim=1)
+        # merge with the buffers of the touched features
+        dev = self.device
+        uf, g = torch.unique(f, return_inverse=True)
+        U = len(uf)
+        old_refs = self.sample_refs[uf].reshape(U * n, 2)
+        all_k = torch.cat([self.sample_keys[uf].reshape(-1), key])
+        all_d = torch.cat([old_refs[:, 0], d])
+        all_p = torch.cat([old_refs[:, 1], p])
+        all_g = torch.cat([torch.arange(U, device=dev).repeat_interleave(n), g])
+        order = _lex_order(all_g, all_k, all_d, all_p)  # empty slots (NO_KEY) sort last in their group
+        grp = all_g[order]
+        rank = torch.arange(len(order), device=dev) - torch.searchsorted(grp, grp)
+        sel = rank < n
+        src, dst_g, dst_r = order[sel], grp[sel], rank[sel]
+        for name, new in (("sample_keys", key), ("sample_vals", v), ("sample_refs", refs),
+                          ("sample_tokens", wtok), ("sample_acts", wact)):
+            buf = getattr(self, name)
+            old = buf[uf].reshape(U * n, *buf.shape[2:])
+            chosen = torch.cat([old, new.to(buf.dtype)])[src]
+            block = torch.empty((U, n) + tuple(buf.shape[2:]), dtype=buf.dtype, device=dev)
+            block[dst_g, dst_r] = chosen
+            buf[uf] = block
+
+    def _merge_top(self, f, v, row, pos, ids, values, input_ids, lengths, doc, start) -> None:
+        N = self.top_n
+        keep = v > self.top_vals[:, -1].contiguous()[f]
+        if not keep.any():
+            return
+        f, v, row, pos = f[keep], v[keep], row[keep], pos[keep]
+        # at most N candidates per feature from this batch
+        f, v, row, pos = _top_per_group(f, v, N, row, pos)
+        # gather the token window and the feature's activation over it
+        dev = self.device
+        wtok, wact = self._windows(f, row, pos, ids, values, input_ids, lengths)
         refs = torch.stack([doc[row], start[row] + pos], dim=1)
         # merge with the buffers of the touched features
         uf, g = torch.unique(f, return_inverse=True)
@@ -194,8 +287,9 @@ class FeatureAccumulator:
 
         Exact: counts, histograms and the fixed-point sums add, maxima take the max, and the top-N contexts are
         re-selected from both buffers by (activation descending, document, position) — the order in which one
-        scan of the whole corpus keeps them (an earlier token wins a tie). Shards must come from disjoint token
-        sets of one corpus with the same settings (``top_n``, window, groups).
+        scan of the whole corpus keeps them (an earlier token wins a tie); the samples are re-selected as the
+        ``sample_n`` smallest (key, document, position) of both. Shards must come from disjoint token sets of one
+        corpus with the same settings (``top_n``, ``sample_n``, window, groups).
         """
         st = other.state_dict() if isinstance(other, FeatureAccumulator) else other
         dev = self.device
@@ -219,7 +313,24 @@ class FeatureAccumulator:
             both = torch.cat([getattr(self, name), st[name].to(dev)], 1)
             setattr(self, name, both.gather(1, order[..., None].expand(-1, -1, self.window)).contiguous())
         self.top_vals, self.top_refs = self.top_vals.contiguous(), self.top_refs.contiguous()
+        self._merge_sample_states(st)
         return self
+
+    def _merge_sample_states(self, st: dict[str, Tensor]) -> None:
+        """The union's ``sample_n`` smallest (key, document, position): what one scan of both shards keeps."""
+        if not self.sample_n:
+            return
+        dev = self.device
+        keys = torch.cat([self.sample_keys, st["sample_keys"].to(dev)], 1)  # (d_sae, 2n)
+        refs = torch.cat([self.sample_refs, st["sample_refs"].to(dev)], 1)
+        order = torch.argsort(refs[..., 1], dim=1, stable=True)  # least significant key first
+        order = order.gather(1, torch.argsort(refs[..., 0].gather(1, order), dim=1, stable=True))
+        order = order.gather(1, torch.argsort(keys.gather(1, order), dim=1, stable=True))
+        order = order[:, : self.sample_n]  # empty slots hold NO_KEY: they sort after every real firing
+        for name in ("sample_keys", "sample_vals", "sample_refs", "sample_tokens", "sample_acts"):
+            both = torch.cat([getattr(self, name), st[name].to(dev)], 1)
+            idx = order.reshape(order.shape + (1,) * (both.ndim - 2)).expand(-1, -1, *both.shape[2:])
+            setattr(self, name, both.gather(1, idx).contiguous())
 
     def to_cpu(self) -> "FeatureAccumulator":
         """A CPU copy (for writing the index from a GPU build)."""
@@ -232,7 +343,16 @@ class FeatureAccumulator:
     def empty_like(self, device: torch.device | str | None = None) -> "FeatureAccumulator":
         """A fresh accumulator with the same shape settings."""
         return FeatureAccumulator(self.d_sae, top_n=self.top_n, left=self.left, right=self.right,
-                                  n_groups=self.n_groups, device=device if device is not None else self.device)
+                                  n_groups=self.n_groups, sample_n=self.sample_n,
+                                  device=device if device is not None else self.device)
+
+
+def _lex_order(*keys: Tensor) -> Tensor:
+    """The permutation sorting by ``keys[0]``, then ``keys[1]``, ... ascending (stable sorts, last key first)."""
+    order = torch.argsort(keys[-1], stable=True)
+    for k in reversed(keys[:-1]):
+        order = order[torch.argsort(k[order], stable=True)]
+    return order
 
 
 def _top_per_group(f: Tensor, v: Tensor, n: int, *payload: Tensor) -> tuple[Tensor, ...]:

@@ -44,7 +44,7 @@ from .writer import write_layer
 if TYPE_CHECKING:
     from ..scope import Scope
 
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: the accumulators carry the sampled contexts
 
 
 def _progress(total: int | None, enabled: bool):
@@ -85,7 +85,7 @@ class BuildPlan:
 def plan_build(scope: "Scope", corpus: Any, *, out_dir: Any, layers: Any = None, max_tokens: int | None = None,
                batch_size: int = 16, chunk_len: int = 128, top_n: int = 10, context_window: int | None = None,
                context_left: int = 12, context_right: int = 4, groups: Iterable[Any] | None = None,
-               progress: bool = True, checkpoint_every: int = 50, on_batch: Callable[[int], None] | None = None,
+               sample_n: int = 24, progress: bool = True, checkpoint_every: int = 50, on_batch: Callable[[int], None] | None = None,
                text_column: str = "text", split: str = "line", logit_tokens: bool | str = "auto",
                shard: tuple[int, int] = (0, 1)) -> BuildPlan:
     """Validate the arguments of a build and fix its settings and passes (no file is touched)."""
@@ -98,7 +98,7 @@ def plan_build(scope: "Scope", corpus: Any, *, out_dir: Any, layers: Any = None,
                       ("checkpoint_every", checkpoint_every)):
         if not _is_int(val) or val < 1:
             raise QScopeError(f"{name} must be a positive int, got {val!r}")
-    for name, val in (("context_left", context_left), ("context_right", context_right)):
+    for name, val in (("context_left", context_left), ("context_right", context_right), ("sample_n", sample_n)):
         if not _is_int(val) or val < 0:
             raise QScopeError(f"{name} must be an int >= 0, got {val!r}")
     if max_tokens is not None and (not _is_int(max_tokens) or max_tokens < 1):
@@ -137,7 +137,7 @@ def plan_build(scope: "Scope", corpus: Any, *, out_dir: Any, layers: Any = None,
         group_ids = [pos[g] for g in labels]
     settings = IndexSettings(layers=tuple(layer_list), batch_size=batch_size, chunk_len=chunk_len, top_n=top_n,
                              context_left=context_left, context_right=context_right, max_tokens=max_tokens,
-                             groups=tuple(group_names))
+                             groups=tuple(group_names), sample_n=int(sample_n))
     passes = layer_passes(scope.saes, layer_list)
     if len(passes) > 1 and is_one_shot(corpus):
         raise QScopeError(
@@ -250,7 +250,7 @@ def scan_pass(plan: BuildPlan, layers: list[int], progress: PassProgress, state_
     for n in layers:
         sae = scope.saes.get(n)
         accs[n] = FeatureAccumulator(sae.d_sae, top_n=s.top_n, left=s.context_left, right=s.context_right,
-                                     n_groups=len(s.groups), device=sae.W_enc.device)
+                                     n_groups=len(s.groups), sample_n=s.sample_n, device=sae.W_enc.device)
     done_batches, expect_chain = 0, None
     if resume_from is not None:
         try:
@@ -417,6 +417,7 @@ def build_index(
     context_left: int = 12,
     context_right: int = 4,
     groups: Iterable[Any] | None = None,
+    sample_n: int = 24,
     resume: bool = True,
     overwrite: bool = False,
     progress: bool = True,
@@ -442,6 +443,9 @@ def build_index(
             min(4, window // 4) after the activating token, the rest before it); or give ``context_left`` /
             ``context_right`` directly.
         groups: one label per document (e.g. its source or genre): adds each feature's activation share per group.
+        sample_n: also keep a uniform random sample of this many of each feature's firings (contexts from every
+            activation range, not only the top; ``FeatureIndex.contexts(..., kind="sample")``, the card's
+            ``samples``). The sample depends only on the corpus, not on batching, shards or resumes. 0: none.
         resume: pick up an interrupted build in ``out_dir`` (its checkpoint is written every ``checkpoint_every``
             batches); the result is identical to an uninterrupted build. ``resume=False`` starts over.
         overwrite: replace a finished index already in ``out_dir`` (without it, that is refused).
@@ -456,7 +460,7 @@ def build_index(
     """
     plan = plan_build(scope, corpus, out_dir=out_dir, layers=layers, max_tokens=max_tokens, batch_size=batch_size,
                       chunk_len=chunk_len, top_n=top_n, context_window=context_window, context_left=context_left,
-                      context_right=context_right, groups=groups, progress=progress,
+                      context_right=context_right, groups=groups, sample_n=sample_n, progress=progress,
                       checkpoint_every=checkpoint_every, on_batch=on_batch, text_column=text_column, split=split,
                       logit_tokens=logit_tokens)
     state_path = plan.out / STATE_FILE

@@ -8,7 +8,8 @@ with the same settings:
 
 * ``features.parquet`` and ``contexts.parquet`` of every layer are equal cell for cell (counts, densities, sums
   (exact integers, so means too), maxima, histograms and the quantiles read from them, group shares, top-N contexts
-  with their documents, positions, token windows and activations, labels), and carry the same build id;
+  with their documents, positions, token windows and activations, the sampled contexts (their keys depend only on
+  the firing, so the union's smallest are the one-process sample), labels), and carry the same build id;
 * ``meta.json`` is equal except ``seconds`` (wall time).
 
 This holds as long as the forward itself is deterministic for a given batch (the same device type, dtype and
@@ -64,7 +65,8 @@ def _check_shard(shard: Any, num_shards: Any) -> tuple[int, int]:
 def _accumulator_for(state: dict[str, torch.Tensor], settings: IndexSettings) -> FeatureAccumulator:
     d_sae, top_n = state["top_vals"].shape
     acc = FeatureAccumulator(int(d_sae), top_n=int(top_n), left=settings.context_left,
-                             right=settings.context_right, n_groups=len(settings.groups))
+                             right=settings.context_right, n_groups=len(settings.groups),
+                             sample_n=int(state["sample_keys"].shape[1]) if "sample_keys" in state else 0)
     acc.load_state_dict(state)
     return acc
 

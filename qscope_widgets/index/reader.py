@@ -8,11 +8,15 @@ Files (see :mod:`qscope_widgets.index.files` for the folder layout and its crash
                                   HIST_BINS log-spaced bins, 1e-3..1e3), top_tokens (what it fires on most),
                                   promoted, suppressed (5 tokens each; empty when left to on-demand), label
                                   (automatic), explanation (attached from elsewhere, "" if none), group_<j>
-    layer{n}/contexts.parquet     top-N contexts, sorted by feature then rank, row groups of 4096 rows: feature,
-                                  rank, activation, document (index in the corpus), position (token offset in the
-                                  document), tokens (list of readable token strings of the window), acts (the
-                                  feature's activation on each token of the window), center (index of the
-                                  activating token in ``tokens``)
+    layer{n}/contexts.parquet     contexts, sorted by feature, then kind ("top" before "sample"), then rank; row
+                                  groups of 4096 rows: feature, rank (activation order within the feature's rows
+                                  of that kind), activation, document (index in the corpus), position (token
+                                  offset in the document), tokens (list of readable token strings of the window),
+                                  acts (the feature's activation on each token of the window), center (index of
+                                  the activating token in ``tokens``), kind ("top": the top-N contexts; "sample":
+                                  a uniform random sample of ``sample_n`` of the feature's firings, see
+                                  accumulator.py), token_ids (the window's token ids, to rebuild the exact text).
+                                  Indexes written before samples lack kind and token_ids: all rows are "top".
     layer{n}/label_scores.parquet optional: scored labels (index/labels.py score_labels): feature, scored_label,
                                   label_score, label_precision, label_recall, label_fires, label_weak, ...
 
@@ -36,7 +40,11 @@ feature's contexts are read through parquet row-group statistics without loading
                                               # models when the index has a scope; [] otherwise)
      "groups": {group name: share of the feature's activation mass},   # {} without groups
      "contexts": [{"rank": int, "activation": float, "document": int, "position": int,
-                   "tokens": [str], "acts": [float], "center": int}]}   # best first; acts[center] == activation
+                   "tokens": [str], "acts": [float], "center": int,
+                   "token_ids": [int]}],   # best first; acts[center] == activation; token_ids [] in old indexes
+     "samples": [same keys as "contexts"]}  # a uniform random sample of the feature's firings (up to sample_n,
+                                            # all of them when it fired fewer times), by activation descending;
+                                            # [] in indexes written before samples
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ if TYPE_CHECKING:
 
     from ..scope import Scope
 
+CONTEXT_KINDS = ("top", "sample", "all")
 FEATURE_COLUMNS = frozenset({"feature", "count", "density", "mean_activation", "max_activation", "q50", "q90", "q99",
                              "hist", "top_tokens", "promoted", "suppressed", "label", "explanation"})
 
@@ -152,22 +161,27 @@ class FeatureIndex:
         keep = [c for c in base.columns if c == "feature" or c not in scores.columns]
         self._features[layer] = base[keep].merge(scores, on="feature", how="left")
 
-    def contexts(self, layer: int, feature: int | None = None) -> "pd.DataFrame":
-        """Top activating contexts of one feature (or all), best first."""
+    def contexts(self, layer: int, feature: int | None = None, *, kind: str = "top") -> "pd.DataFrame":
+        """Contexts of one feature (or of all), best first: ``kind="top"`` the top-activating ones, ``"sample"``
+        the uniform sample of its firings, ``"all"`` both (top first; the ``kind`` column says which)."""
         layer = self._check(layer)
+        if kind not in CONTEXT_KINDS:
+            raise QScopeError(f"kind must be one of {CONTEXT_KINDS}, got {kind!r}")
         path = layer_dir(self.path, layer) / "contexts.parquet"
         if feature is None:
             if layer not in self._contexts:
-                self._contexts[layer] = self._read(path)
-            return self._contexts[layer]
+                self._contexts[layer] = _with_kind(self._read(path))
+            return _of_kind(self._contexts[layer], kind)
         feature = self._check_feature(layer, feature)
         if layer in self._contexts:
             df = self._contexts[layer]
             lo, hi = df.feature.searchsorted([feature, feature + 1])  # rows are sorted by feature
             df = df.iloc[lo:hi]
         else:  # read only the row groups that can hold this feature, not the whole layer
-            df = self._read(path, filters=[("feature", "==", feature)])
-        return df.sort_values("rank").reset_index(drop=True)
+            df = _with_kind(self._read(path, filters=[("feature", "==", feature)]))
+        df = _of_kind(df, kind)
+        return df.sort_values(["kind", "rank"], key=lambda c: c.map(_KIND_ORDER) if c.name == "kind" else c,
+                              kind="stable").reset_index(drop=True)
 
     def _check_feature(self, layer: int, feature: Any) -> int:
         n = len(self.features(layer))
@@ -191,7 +205,7 @@ class FeatureIndex:
         layer = self._check(layer)
         feature = self._check_feature(layer, feature)
         row = self.features(layer).iloc[feature]
-        ctx = self.contexts(layer, feature)
+        ctx = self.contexts(layer, feature, kind="all")
         groups = {g: float(row[f"group_{g}"]) for g in self.groups if f"group_{g}" in row}
         promoted, suppressed = list(row["promoted"]), list(row["suppressed"])
         if not promoted and self.scope is not None:
@@ -207,10 +221,7 @@ class FeatureIndex:
             quantiles={q: float(row[q]) for q in ("q50", "q90", "q99")},
             hist_edges=[float(e) for e in hist_edges()], hist_counts=[int(c) for c in row["hist"]],
             top_tokens=list(row["top_tokens"]), promoted=promoted, suppressed=suppressed, groups=groups,
-            contexts=[Context(rank=int(r["rank"]), activation=float(r["activation"]), document=int(r["document"]),
-                              position=int(r["position"]), tokens=list(r["tokens"]),
-                              acts=[float(a) for a in r["acts"]], center=int(r["center"]))
-                      for _, r in ctx.iterrows()])
+            contexts=_context_records(ctx[ctx.kind == "top"]), samples=_context_records(ctx[ctx.kind == "sample"]))
 
     def search(self, query: str, layer: int | None = None, n: int = 20, *, where: str = "labels") -> "pd.DataFrame":
         """Features matching ``query`` (case-insensitive plain text), strongest first.
@@ -322,3 +333,27 @@ class FeatureIndex:
 
         layer = self._check(layer)
         return explain_features(self, layer, features, explainer=explainer, **kwargs)
+
+
+_KIND_ORDER = {"top": 0, "sample": 1}
+
+
+def _with_kind(df: "pd.DataFrame") -> "pd.DataFrame":
+    """A contexts table with ``kind`` and ``token_ids`` columns: an index written before samples has only top
+    contexts, and no token ids (empty lists)."""
+    if "kind" not in df.columns:
+        df = df.assign(kind="top")
+    if "token_ids" not in df.columns:
+        df = df.assign(token_ids=[[] for _ in range(len(df))])
+    return df
+
+
+def _of_kind(df: "pd.DataFrame", kind: str) -> "pd.DataFrame":
+    return df if kind == "all" else df[df.kind == kind]
+
+
+def _context_records(ctx: "pd.DataFrame") -> list[Context]:
+    return [Context(rank=int(r["rank"]), activation=float(r["activation"]), document=int(r["document"]),
+                    position=int(r["position"]), tokens=list(r["tokens"]), acts=[float(a) for a in r["acts"]],
+                    center=int(r["center"]), token_ids=[int(t) for t in r["token_ids"]])
+            for _, r in ctx.iterrows()]

@@ -35,6 +35,7 @@ class IndexSettings:
     context_right: int = 4
     max_tokens: int | None = None
     groups: tuple[str, ...] = ()
+    sample_n: int = 24  # uniformly sampled contexts per feature (0: none); indexes written before it had none
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -46,12 +47,14 @@ class IndexSettings:
         kw = dict(d)
         kw["layers"] = tuple(int(n) for n in kw.get("layers", ()))
         kw["groups"] = tuple(str(g) for g in kw.get("groups", ()) or ())
+        kw.setdefault("sample_n", 0)  # settings written before samples existed: the index has none
         return cls(**kw)
 
 
 @dataclass(frozen=True)
 class Context:
-    """One top-activating context of a feature: a token window around the activating token."""
+    """One context of a feature (a top-activating one, or one of its uniformly sampled firings): a token window
+    around the activating token."""
 
     rank: int
     activation: float
@@ -60,6 +63,7 @@ class Context:
     tokens: list[str]
     acts: list[float]  # the feature's activation on each token of the window
     center: int  # index of the activating token in ``tokens`` (acts[center] == activation)
+    token_ids: list[int] = field(default_factory=list)  # the window's token ids ([] in indexes written before them)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +89,7 @@ class FeatureCard:
     suppressed: list[str]
     groups: dict[str, float] = field(default_factory=dict)
     contexts: list[Context] = field(default_factory=list)
+    samples: list[Context] = field(default_factory=list)  # a uniform sample of its firings, by activation
     label_score: float | None = None  # detection F1 of the scored label (None: not scored)
     scored_label: str | None = None
     label_weak: bool | None = None
@@ -99,4 +104,5 @@ class FeatureCard:
             "top_tokens": list(self.top_tokens), "promoted": list(self.promoted),
             "suppressed": list(self.suppressed), "groups": dict(self.groups),
             "contexts": [c.to_dict() for c in self.contexts],
+            "samples": [c.to_dict() for c in self.samples],
         }

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from ..scope import Scope
 
 CONTEXT_ROW_GROUP = 4096
+CONTEXT_KINDS = ("top", "sample")  # contexts.parquet "kind": the top-N contexts, the uniform sample of firings
 LOGIT_BUDGET_FLOPS = {"cpu": 2e12, "cuda": 5e14}
 
 
@@ -57,30 +58,35 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
     q = acc.quantiles().numpy()
     count = acc.count.numpy()
     promoted, suppressed = _logit_tokens_for(scope, layer, vocab, count, logit_tokens)
-    # contexts: one row per (feature, rank), sorted by feature, token windows as list<string> built without a
-    # Python loop per row; small row groups let the reader fetch one feature's rows without the whole layer
+    # contexts: one row per (feature, kind, rank), sorted by feature, then the top contexts (kind "top", rank =
+    # activation order) before the sampled ones (kind "sample", rank = activation order within the sample); token
+    # windows as list<string> and list<int32> built without a Python loop per row; small row groups let the reader
+    # fetch one feature's rows without the whole layer
     import pyarrow as pa
-    has = acc.top_refs[:, :, 0] >= 0  # (d_sae, N)
-    f_idx, r_idx = has.nonzero(as_tuple=True)
-    tok = acc.top_tokens[f_idx, r_idx].numpy()  # (M, W), -1 outside the document
-    acts = acc.top_acts[f_idx, r_idx].float().numpy()
-    keep = tok >= 0
-    offsets = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int32)
     vocab_arr = np.asarray(vocab, dtype=object)
-    flat_tok = pa.array(vocab_arr[tok[keep]].tolist(), type=pa.string())
-    flat_act = pa.array(np.round(acts[keep], 4).astype(np.float32))
-    centers = (tok[:, : acc.left] >= 0).sum(1).astype(np.int16)
+    top = _context_rows(acc.top_vals, acc.top_refs, acc.top_tokens, acc.top_acts, by_activation=False)
+    parts = [top] + ([_context_rows(acc.sample_vals, acc.sample_refs, acc.sample_tokens, acc.sample_acts,
+                                    by_activation=True)] if acc.sample_n else [])
+    cols = {k: np.concatenate([part[k] for part in parts]) for k in top}
+    kind = np.concatenate([np.full(len(part["feature"]), j, dtype=np.int8) for j, part in enumerate(parts)])
+    order = np.lexsort((cols["rank"], kind, cols["feature"]))
+    cols, kind = {k: v[order] for k, v in cols.items()}, kind[order]
+    tok, acts = cols["tokens"], cols["acts"]  # (M, W), -1 outside the document
+    keep = tok >= 0
+    offsets = pa.array(np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int32))
     table = pa.table({
-        "feature": pa.array(f_idx.numpy().astype(np.int32)), "rank": pa.array(r_idx.numpy().astype(np.int16)),
-        "activation": pa.array(acc.top_vals[f_idx, r_idx].numpy()),
-        "document": pa.array(acc.top_refs[f_idx, r_idx, 0].numpy()),
-        "position": pa.array(acc.top_refs[f_idx, r_idx, 1].numpy()),
-        "tokens": pa.ListArray.from_arrays(pa.array(offsets), flat_tok),
-        "acts": pa.ListArray.from_arrays(pa.array(offsets), flat_act),
-        "center": pa.array(centers),
+        "feature": pa.array(cols["feature"].astype(np.int32)), "rank": pa.array(cols["rank"].astype(np.int16)),
+        "activation": pa.array(cols["activation"]),
+        "document": pa.array(cols["document"]), "position": pa.array(cols["position"]),
+        "tokens": pa.ListArray.from_arrays(offsets, pa.array(vocab_arr[tok[keep]].tolist(), type=pa.string())),
+        "acts": pa.ListArray.from_arrays(offsets, pa.array(np.round(acts[keep], 4).astype(np.float32))),
+        "center": pa.array((tok[:, : acc.left] >= 0).sum(1).astype(np.int16)),
+        "kind": pa.array(np.asarray(CONTEXT_KINDS, dtype=object)[kind].tolist(), type=pa.string()),
+        "token_ids": pa.ListArray.from_arrays(offsets, pa.array(tok[keep].astype(np.int32))),
     })
     write_table(d / "contexts.parquet", table, build, row_group_size=CONTEXT_ROW_GROUP)
-    contexts = pd.DataFrame({"feature": f_idx.numpy(), "activation": acc.top_vals[f_idx, r_idx].numpy(),
+    tok = top["tokens"]
+    contexts = pd.DataFrame({"feature": top["feature"], "activation": top["activation"],
                              "center_token": vocab_arr[np.maximum(tok[:, acc.left], 0)] if len(tok) else []})
     top_tokens = _top_center_tokens(contexts, acc.d_sae)
     feats = pd.DataFrame({
@@ -99,6 +105,26 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
         for j in range(mass.shape[1]):
             feats[f"group_{j}"] = share[:, j].astype(np.float32)
     write_features(d / "features.parquet", feats, build)
+
+
+def _context_rows(vals, refs, tokens, acts, *, by_activation: bool) -> dict[str, "np.ndarray"]:
+    """The filled slots of one ``(d_sae, n)`` context buffer as flat numpy columns. ``rank`` is the slot (the top
+    buffer is in activation order already) or, ``by_activation``, the rank by (activation descending, document,
+    position) within the feature (the sample buffer is in key order)."""
+    import numpy as np
+
+    has = refs[:, :, 0] >= 0  # (d_sae, n)
+    f_idx, r_idx = has.nonzero(as_tuple=True)
+    out = {"feature": f_idx.numpy(), "rank": r_idx.numpy(), "activation": vals[f_idx, r_idx].numpy(),
+           "document": refs[f_idx, r_idx, 0].numpy(), "position": refs[f_idx, r_idx, 1].numpy(),
+           "tokens": tokens[f_idx, r_idx].numpy().reshape(len(f_idx), tokens.shape[-1]),
+           "acts": acts[f_idx, r_idx].float().numpy().reshape(len(f_idx), acts.shape[-1])}
+    if by_activation and len(f_idx):
+        order = np.lexsort((out["position"], out["document"], -out["activation"], out["feature"]))
+        out = {k: v[order] for k, v in out.items()}
+        first = np.searchsorted(out["feature"], out["feature"])
+        out["rank"] = np.arange(len(order)) - first
+    return out
 
 
 def write_features(path: Path, feats: "pd.DataFrame", build: str | None) -> None:

@@ -3,44 +3,30 @@
 The data comes from the scope's feature index (``scope.index(...)`` / ``scope.load_index(...)``, the demo ships
 one); with no index covering the layer the dashboard still shows what the weights alone say (the decoder
 direction's promoted and suppressed tokens) and says that the corpus statistics are missing. The pin button
-puts the feature into the steering sliders of an explorer: the one passed in, else the scope's newest.
+puts the feature into the steering sliders of an explorer: the one passed in, else the scope's newest; a click on
+a context opens it in that explorer. The try-your-own box runs a text at the feature's layer on a worker thread,
+sequence-numbered like an explorer's requests (a stale result is never drawn). The dict it draws is
+:func:`~qscope_widgets.widgets.dashboard_data.feature_data`, the same the Explorer's ``dashboard`` panel draws.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import anywidget
 import traitlets as t
 
-from ..errors import QScopeError
-from ..validate import format_feature_url
+from ..errors import PromptError, QScopeError
 from .export.mixin import StaticExport
 from . import assets
-from .scope_widget import ScopeWidget, latest_explorer, live_widgets
+from .compare_panel import PromptText
+from .dashboard_data import EMPTY_TRY, check_try_text, feature_data, try_text
+from .scheduler import Job, RunScheduler
+from .scope_widget import ScopeWidget, WidgetInputError, latest_explorer, live_widgets
 from .status import error_text
 
-
-def feature_data(scope: Any, layer: int, feature: int, *, url: str = "") -> dict[str, Any]:
-    """The dashboard's dict: :meth:`FeatureIndex.feature` when an index covers ``layer``, else decoder facts."""
-    sae = scope.sae(layer)  # names an unknown layer, or one without an SAE
-    feature = sae.check_feature(feature)
-    index = getattr(scope, "feature_index", None)
-    if index is not None and layer in index.layers:
-        data = index.feature(layer, feature)
-        data["indexed"] = True
-    else:
-        from ..index.vocab import vocab_strings
-        from ..index.labels import decoder_logit_tokens
-
-        prom, supp = decoder_logit_tokens(scope, layer, vocab_strings(scope), n=10, features=[feature])
-        data = {"layer": layer, "feature": feature, "label": "", "explanation": "", "density": None, "count": 0,
-                "mean_activation": None, "max_activation": None, "quantiles": {}, "hist": {"edges": [], "counts": []},
-                "top_tokens": [], "promoted": prom[0], "suppressed": supp[0], "groups": {}, "contexts": [],
-                "indexed": False}
-    data["decoder_norm"] = float(sae.decoder_direction(feature).float().norm())
-    data["url"] = format_feature_url(url, layer, feature)  # http(s) only: the page opens it
-    return data
+__all__ = ["FeatureDashboard", "feature_data", "describe_view"]
 
 
 def describe_view(w: ScopeWidget) -> str:
@@ -59,12 +45,21 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
     feature = t.Int(0).tag(sync=True)
     data = t.Dict().tag(sync=True)
     status = t.Dict().tag(sync=True)
+    dashboard_text = PromptText("").tag(sync=True)
+    dashboard_try = t.Dict().tag(sync=True)
+    request_seq = t.Int(0).tag(sync=True)
+    result_seq = t.Int(0).tag(sync=True)
 
     def __init__(self, scope: Any, layer: int, feature: int, *, explorer: ScopeWidget | None = None,
                  feature_url: str = "", **kwargs: Any):
         data = feature_data(scope, layer, feature, url=feature_url)  # bad ids raise here, before any widget exists
         self.scope, self.explorer, self.feature_url = scope, explorer, feature_url
-        super().__init__(layer=layer, feature=int(feature), data=data, status={"busy": False, "error": ""}, **kwargs)
+        super().__init__(layer=layer, feature=int(feature), data=data,
+                         status={"busy": False, "error": "", "done_seq": 0}, **kwargs)
+        self._try_error: tuple[int, QScopeError | None] = (0, None)
+        self._status_lock = threading.RLock()  # the worker publishes while the kernel's thread submits
+        self._tries: RunScheduler[tuple[int, int, str]] = RunScheduler(self._run_try, self._publish_try,
+                                                                      name="qscope-dashboard")
         self.on_msg(self._on_message)
 
     def __repr__(self) -> str:
@@ -74,34 +69,112 @@ class FeatureDashboard(StaticExport, anywidget.AnyWidget):
     def _reload(self, _change: dict[str, Any]) -> None:
         try:
             self.data = feature_data(self.scope, self.layer, self.feature, url=self.feature_url)
-            self.status = {"busy": False, "error": ""}
+            self.status = {**self.status, "busy": False, "error": ""}
+            if self.dashboard_text:
+                self._submit_try()
         except QScopeError as exc:
-            self.status = {"busy": False, "error": error_text(exc)}
+            self.status = {**self.status, "busy": False, "error": error_text(exc)}
 
+    # ------------------------------------------------------------------------------------ try your own text
+    @t.validate("dashboard_text")
+    def _check_text(self, proposal: Any) -> str:
+        try:
+            return check_try_text(self.scope, proposal["value"])
+        except QScopeError as exc:
+            raise WidgetInputError(str(exc)) from exc
+
+    @t.observe("dashboard_text")
+    def _on_text(self, _change: dict[str, Any]) -> None:
+        self._submit_try()
+
+    def _submit_try(self) -> int:
+        with self._status_lock:
+            seq = self._tries.submit((int(self.layer), int(self.feature), self.dashboard_text))
+            self.request_seq = seq
+            self.status = {**self.status, "busy": True, "stage": "running your text", "seq": seq}
+        return seq
+
+    def _run_try(self, job: Job[tuple[int, int, str]], _stale: Any) -> dict[str, Any]:
+        layer, feature, text = job.request
+        if not text:
+            return {}
+        try:
+            return try_text(self.scope, layer, feature, text)
+        except QScopeError as exc:  # an empty / over-long text: a row with "error", shown by the box
+            self._try_error = (job.seq, exc)
+            return {"text": text, "layer": layer, "feature": feature, "error": error_text(exc)}
+
+    def _publish_try(self, job: Job[tuple[int, int, str]], result: Any) -> None:
+        if isinstance(result, BaseException):
+            result = {"text": job.request[2], "error": error_text(result)}
+        if job.seq <= self.result_seq:
+            return  # never draw an older result over a newer one
+        with self._status_lock, self.hold_sync():
+            self.dashboard_try = result
+            self.result_seq = job.seq
+            self.status = {**self.status, "busy": self._tries.latest_seq > job.seq, "stage": "",
+                           "done_seq": job.seq, "error": ""}
+
+    def try_text(self, text: str, timeout: float | None = 60.0) -> dict[str, Any]:
+        """The box from Python: run ``text`` at this feature's layer; returns the row drawn (the feature's
+        activation on each token, where it peaks). An empty text or one over the context raises its
+        :class:`QScopeError` (the box shows the same message)."""
+        if not text:
+            raise PromptError(f"{EMPTY_TRY} (dashboard_text = '' clears the box)")
+        self.dashboard_text = text
+        if not self._tries.wait(self._tries.latest_seq, timeout):
+            raise TimeoutError(f"the dashboard did not finish running the text within {timeout} s")
+        seq, exc = self._try_error
+        if exc is not None and seq == self._tries.latest_seq:
+            raise exc
+        return self.dashboard_try
+
+    def close(self) -> None:
+        tries = getattr(self, "_tries", None)
+        if tries is not None:
+            tries.close()
+        super().close()
+
+    # ------------------------------------------------------------------------------------ pin / open context
     def pin_target(self) -> ScopeWidget | None:
         """Where the pin button pins: the explorer passed in, else the newest open view on the same scope that
         has steering sliders (never a standalone heatmap or layer scrubber)."""
         return self.explorer or latest_explorer(self.scope)
 
-    def pin(self) -> dict[str, Any]:
-        """Pin this feature into the explorer's steering sliders; returns its row."""
+    def _target(self, what: str) -> ScopeWidget:
         target = self.pin_target()
         if target is None:
-            raise QScopeError("no explorer with steering sliders to pin into: open one with scope.explore(prompt) "
-                              "first, or pass explorer=... to scope.feature")
-        return target.pin(self.layer, self.feature)
+            raise QScopeError(f"no explorer to {what}: open one with scope.explore(prompt) first, or pass "
+                              "explorer=... to scope.feature")
+        return target
+
+    def pin(self) -> dict[str, Any]:
+        """Pin this feature into the explorer's steering sliders; returns its row."""
+        return self._target("pin into").pin(self.layer, self.feature)
+
+    def open_context(self, context: dict[str, Any]) -> ScopeWidget:
+        """Open a context row (top, sampled or try-your-own) in :meth:`pin_target`'s explorer: its text as the
+        prompt, its activating token, this feature and its layer selected. Returns that explorer."""
+        target = self._target("open the context in")
+        note = target.open_context(self.layer, self.feature, context)
+        self.status = {**self.status, "busy": False, "error": "",
+                       "message": f"opened the context in {describe_view(target)}" + (f" ({note})" if note else "")}
+        return target
 
     def _on_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        if content.get("type") != "pin":
-            self.status = {"busy": False, "error": f"unknown message from the front end: {content!r}"}
-            return
+        kind = content.get("type") if isinstance(content, dict) else None
         try:
-            self.pin()
-            target = self.pin_target()
-            self.status = {"busy": False, "error": "", "pinned": True,
-                           "message": f"pinned L{self.layer} #{self.feature} into {describe_view(target)}"}
-        except QScopeError as exc:
-            self.status = {"busy": False, "error": error_text(exc)}
+            if kind == "pin":
+                self.pin()
+                target = self.pin_target()
+                self.status = {**self.status, "busy": False, "error": "", "pinned": True,
+                               "message": f"pinned L{self.layer} #{self.feature} into {describe_view(target)}"}
+            elif kind == "open_context":
+                self.open_context(content["context"])
+            else:
+                raise QScopeError(f"unknown message from the front end: {content!r}")
+        except (QScopeError, KeyError, TypeError, ValueError) as exc:
+            self.status = {**self.status, "busy": False, "error": error_text(exc)}
 
     def contexts_dataframe(self):
         """The top contexts as a DataFrame (rank, activation, text with the activating token in guillemets)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import traitlets as t
 
 from . import sweep_panel  # noqa: F401 - registers the steering sweep panel
+from . import dashboard_panel  # noqa: F401 - registers the feature dashboard panel
 from .live_steering import LiveSteering
 from .scope_widget import ScopeWidget, WidgetInputError, latest_explorer, live_widgets
 from .attribution_view import AttributionView
@@ -21,7 +22,7 @@ class Explorer(ScopeWidget):
     """Token heatmap + feature sidebar + steering sliders + layer scrubber + status line, live on a Scope."""
 
     _view = t.Unicode("explorer").tag(sync=True)
-    panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep")
+    panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "dashboard")
 
     def attribute(self, target: object, **kwargs: object) -> AttributionView:
         """An :class:`AttributionView` of this prompt, layer, selected token and steering, explaining ``target``."""

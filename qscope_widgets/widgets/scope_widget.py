@@ -207,6 +207,40 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         self.edits = [*self.edits, row]
         return self.edits[-1]
 
+    def open_feature(self, layer: int, feature: int) -> None:
+        """Open a feature wherever it appears (a sidebar row, a tooltip, a search result, a pinned slider's name,
+        an attribution node): select it, on its layer, and colour by it; a view with a ``dashboard`` panel shows
+        its dashboard. Only view inputs change: no forward while the layer's codes are in the trace."""
+        if not self.has_trait("selected_feature"):
+            raise QScopeError(f"{type(self).__name__} has no feature selection to open feature {feature!r} in")
+        layer = self.scope.check_layer(check_int(layer, "layer"))
+        feature = self.scope.sae(layer).check_feature(check_int(feature, "feature"))
+        self.layer = layer  # resets the feature (ids belong to a layer), so the feature comes second
+        self.selected_feature = feature
+        if self.has_trait("color_by"):
+            self.color_by = "feature"
+
+    def open_context(self, layer: int, feature: int, context: dict[str, Any]) -> str:
+        """Open a dashboard context here: the prompt becomes the context's text (its ``token_ids`` decoded up to
+        the window's end; the ``tokens`` joined when it has none), and the activating token, the feature's layer
+        and the feature are selected. Returns a note ("" or why the text is approximate), also shown in the
+        status line."""
+        from .dashboard_data import context_prompt
+
+        layer = self.scope.check_layer(check_int(layer, "layer"))
+        feature = self.scope.sae(layer).check_feature(check_int(feature, "feature"))
+        prompt, position, note = context_prompt(self.scope, context)  # every check before anything changes
+        self.layer = layer
+        self.prompt = prompt
+        if self.has_trait("selected_feature"):
+            self.selected_feature = feature
+            if self.has_trait("color_by"):
+                self.color_by = "feature"
+        if self.has_trait("selected_token"):
+            self.selected_token = position
+        self._set_status(message=f"opened a context of L{layer} #{feature}" + (f" ({note})" if note else ""))
+        return note
+
     def color_by_monitor(self, monitor: Any) -> "ScopeWidget":
         """Colour the heatmap by ``monitor``'s per-token score (``token_colouring``: 0..1, 1 at its threshold);
         ``None`` goes back to the strongest feature."""
@@ -394,7 +428,8 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
         with self._status_lock:  # a result published within a millisecond must not be marked busy afterwards
             seq = self._scheduler.submit(self._inputs())
             self.request_seq = seq
-            self.status = {**self.status, "busy": True, "stage": "running", "seq": seq}
+            status = {k: v for k, v in self.status.items() if k != "message"}  # a message said what the last action did
+            self.status = {**status, "busy": True, "stage": "running", "seq": seq}
         return seq
 
     def _set_status(self, **kw: Any) -> None:
@@ -417,13 +452,10 @@ class ScopeWidget(StaticExport, anywidget.AnyWidget, metaclass=_ViewMeta):
             kind = content.get("type")
             if kind == "pin":
                 self.pin(int(content["layer"]), int(content["feature"]))
-            elif kind == "select_feature":
-                layer, feature = int(content["layer"]), int(content["feature"])
-                self.scope.check_layer(layer)
-                self.scope.sae(layer).check_feature(feature)
-                self.layer = layer  # resets the feature (ids belong to a layer), so the feature comes second
-                self.selected_feature = feature
-                self.color_by = "feature"
+            elif kind in ("select_feature", "open_feature"):  # the common "open feature" (docs/architecture.md)
+                self.open_feature(int(content["layer"]), int(content["feature"]))
+            elif kind == "open_context":
+                self.open_context(int(content["layer"]), int(content["feature"]), content["context"])
             else:
                 raise QScopeError(f"unknown message from the front end: {content!r}")
         except (QScopeError, KeyError, TypeError, ValueError) as exc:

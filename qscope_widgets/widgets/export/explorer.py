@@ -32,6 +32,10 @@ KERNEL_NOTES = {"prompt": "Running a new prompt", "edits": "Steering", "search_q
                 "continuation_tokens": "Generating a continuation", "steer_positions": "Changing steered positions",
                 "temperature": "Sampling", "seed": "Sampling", "stop_at_eos": "Generating a continuation"}
 PRELOAD_CONTEXTS_BYTES = 64 * 2**20
+KERNEL_NOTES["dashboard_text"] = "Trying your own text"
+# Panels a page keeps only for the choice shown when it was saved (the dashboard: one card per listed feature
+# would double the page); for other choices their outputs are empty, and the panel says it needs a kernel.
+SAVED_AS_SHOWN = ("dashboard",)
 
 
 def preload_contexts(index: Any, layers: Sequence[int]) -> None:
@@ -142,6 +146,13 @@ def explorer_snapshot(widget: Any, layers: Sequence[int] | None = None, *, max_t
     store = _Store()
     variants: dict[tuple, dict[str, str]] = {}
     held: list[str] = []
+    shown_only = [p for p in panels if p.name in SAVED_AS_SHOWN]
+    panels = [p for p in panels if p.name not in SAVED_AS_SHOWN]
+    for p in shown_only:
+        fields = [f for f in p.depends if f in offered]
+        key = tuple((f, getattr(view0, f)) for f in fields)
+        for name, value in call(p, {f: getattr(view0, f) for f in CHOICES}).items():
+            variants.setdefault(key, {})[name] = store.put(value)
     # panels that do not read the selected feature first: their rows say which features can be clicked
     for p in sorted(panels, key=lambda p: "selected_feature" in p.depends):
         fields = [f for f in p.depends if f in offered]
@@ -179,6 +190,8 @@ def explorer_snapshot(widget: Any, layers: Sequence[int] | None = None, *, max_t
                 variants.setdefault(key, {})[name] = h
 
     state = synced_state(widget)
+    for p in shown_only:  # other choices: empty (the saved choice's outputs are its variant)
+        state.update({name: encode(type(getattr(widget, name))()) for name in p.outputs})
     state["status"] = {**state.get("status", {}), "busy": False, "stage": "saved snapshot", "latency_ms": 0.0,
                        "error": ""}
     names = ", ".join(f"L{n}" for n in chosen)
