@@ -117,17 +117,57 @@ def test_integrated_gradients_are_complete_along_the_layer_path(scope64):
     assert not torch.allclose(torch.tensor(g.to_dataframe()["attribution"].sum()), torch.tensor(total))
 
 
-def test_a_bank_budget_smaller_than_all_layers_streams_them_and_gives_the_same_numbers(tokenizer, qwen35):
+def spliced_reference(scope, prompt, target_id, layers):
+    """The textbook pass (all SAEs spliced at once, gradients of the code and error leaves), for comparison."""
+    from qscope_widgets.attribution.splice import frozen_weights
+
+    ids = scope.tokenize(prompt)
+    saes = {n: scope.sae(n) for n in layers}
+    with frozen_weights(scope.model), torch.enable_grad():
+        with sae_splice(scope.layers, saes) as nodes:
+            logits = scope.model(input_ids=ids, use_cache=False).logits[0, -1].float()
+        leaves = [t for n in layers for t in (nodes[n].values, nodes[n].err)]
+        grads = torch.autograd.grad(logits[target_id], leaves)
+    out = {}
+    for i, n in enumerate(layers):
+        nd = nodes[n]
+        out[n] = (nd.ids[0], (nd.clean_values[0] * grads[2 * i][0]).detach(),
+                  (nd.clean_err[0] * grads[2 * i + 1][0]).sum(-1).detach())
+    return logits.detach(), out
+
+
+def test_grad_x_act_equals_the_spliced_pass_and_its_logits_are_the_clean_ones(scope64):
+    """attribute() differentiates the plain model at the residuals and applies the SAEs afterwards: the same
+    numbers as splicing every SAE into the pass, and its logits (the predictions, the metric) are the plain
+    forward's, bit for bit, without a second forward."""
+    s = scope64
+    a = s.attribute(PROMPT, " the")
+    logits, ref = spliced_reference(s, PROMPT, a.target.tokens[0], a.layers)
+    with torch.inference_mode():
+        plain = s.model(input_ids=s.tokenize(PROMPT), use_cache=False).logits[0, -1].float()
+    assert a.metric == float(plain[a.target.tokens[0]]) == float(logits[a.target.tokens[0]])
+    assert [p[1] for p in a.predictions] == plain.topk(10).indices.tolist()
+    for n in a.layers:
+        ids, attr, err_attr = ref[n]
+        assert torch.equal(a.nodes[n]["ids"], ids)
+        torch.testing.assert_close(a.nodes[n]["attr"], attr.float(), rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(a.nodes[n]["err_attr"], err_attr.float(), rtol=1e-6, atol=1e-9)
+        assert a.nodes[n]["attr"].abs().max() > 0
+
+
+def test_a_bank_budget_smaller_than_all_layers_gives_the_same_numbers_within_the_budget(tokenizer, qwen35):
     saes = make_saes(64, range(4))
     full = Scope(qwen35, tokenizer, {n: s for n, s in saes.items()})
     one = saes[0].nbytes()
     tight = Scope(qwen35, tokenizer, {n: s for n, s in saes.items()}, sae_cache_bytes=int(1.5 * one))
     a, b = full.attribute(PROMPT, " the"), tight.attribute(PROMPT, " the")
-    assert b.meta["streamed"] and not a.meta["streamed"]
     da, db = a.to_dataframe(), b.to_dataframe()
     torch.testing.assert_close(torch.tensor(da["attribution"].to_numpy()), torch.tensor(db["attribution"].to_numpy()),
                                rtol=1e-5, atol=1e-6)
     assert tight.saes.bytes_loaded() <= tight.saes.max_bytes
+    _, ref = spliced_reference(full, PROMPT, a.target.tokens[0], a.layers)
+    for n in a.layers:
+        torch.testing.assert_close(b.nodes[n]["attr"], ref[n][1], rtol=1e-5, atol=1e-6)
 
 
 def test_position_truncates_the_prompt_and_nodes_after_it_do_not_exist(scope):
@@ -181,11 +221,28 @@ def test_hooks_and_weight_flags_are_restored_after_an_error_mid_pass(scope):
         scope.attribute(PROMPT, flaky)
     assert hook_snapshot(scope) == hooks
     assert [p.requires_grad for p in scope.model.parameters()] == flags
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        scope.attribute(PROMPT, flaky, method="ig", steps=2)  # passes the probe, fails inside the IG pass
+    assert hook_snapshot(scope) == hooks
+
+    def bomb(module, args, output):  # an error inside the forward, while attribution's hooks are on
+        raise RuntimeError("inside the forward")
+
+    for method in ("grad_x_act", "ig"):
+        handle = scope.layers[2].register_forward_hook(bomb)
+        try:
+            with pytest.raises(RuntimeError, match="inside the forward"):
+                scope.attribute(PROMPT, " the", method=method, steps=2)
+        finally:
+            handle.remove()
+        assert hook_snapshot(scope) == hooks
+        assert [p.requires_grad for p in scope.model.parameters()] == flags
     sae = scope.sae(2)
     orig = sae.encode_sparse
-    sae.encode_sparse = lambda x: (_ for _ in ()).throw(RuntimeError("inside a hook"))
+    sae.encode_sparse = lambda x: (_ for _ in ()).throw(RuntimeError("inside an encode"))
     try:
-        with pytest.raises(RuntimeError, match="inside a hook"):
+        with pytest.raises(RuntimeError, match="inside an encode"):
             scope.attribute(PROMPT, " the")
     finally:
         del sae.encode_sparse

@@ -1,10 +1,12 @@
-"""Node attribution: one forward and one backward per group of layers (``grad_x_act``), or one batched forward and
+"""Node attribution: one forward and one backward for all layers (``grad_x_act``), or one batched forward and
 backward per layer (``ig``, integrated gradients with ``steps`` points on the path).
 
-When the SAEs of every requested layer fit the bank's budget they are all spliced into one pass; otherwise
-``grad_x_act`` taps the residual gradients in one pass without SAEs and streams the SAEs through the bank
-afterwards, one layer at a time (the same numbers: see :func:`_grad_x_act_streamed`), and ``ig`` needs only one
-layer's SAE at a time anyway.
+``grad_x_act`` runs the plain model once with the residual outputs of the requested layers differentiable, takes
+``g = d metric / d h`` at each of them in one backward, and only then passes the SAEs through the bank one layer at
+a time (``codes, err`` from ``h``; gradients of the k active codes from their k decoder rows). That is exactly the
+spliced pass's gradient (the splice passes gradients straight through, see ``splice.py``), at the cost of the
+plain forward + backward + one SAE encode per layer, whatever the bank's budget. ``ig`` needs only one layer's SAE
+at a time anyway.
 
 ``attribution(node) = activation x d metric / d activation`` estimates ``metric(clean) - metric(node ablated)``
 (ablated = the feature's code set to 0 at that layer and position, the rest of the model running normally; for an
@@ -80,42 +82,25 @@ def _scalar_metric(target: Target, logits: Tensor) -> Tensor:
     return m
 
 
-def _grad_x_act(scope: "Scope", ids: Tensor, target: Target, layers: list[int]) -> dict[int, dict[str, Tensor]]:
-    """All SAEs spliced at once: one forward, one backward."""
-    saes = {n: scope.saes.get(n) for n in layers}
-    with sae_splice(scope.layers, saes) as nodes:
-        logits = forward_logits(scope, ids)
-    m = _scalar_metric(target, logits[0])
-    leaves = [t for n in layers for t in (nodes[n].values, nodes[n].err)]
-    grads = torch.autograd.grad(m, leaves, allow_unused=True)
-    out: dict[int, dict[str, Tensor]] = {}
-    for i, n in enumerate(layers):
-        gv, ge = grads[2 * i], grads[2 * i + 1]
-        nd = nodes[n]
-        gv = torch.zeros_like(nd.values) if gv is None else gv
-        ge = torch.zeros_like(nd.err) if ge is None else ge
-        out[n] = _pack(nd.ids[0], nd.clean_values[0], nd.clean_values[0] * gv[0], nd.clean_err[0],
-                       (nd.clean_err[0] * ge[0]).sum(-1))
-    return out
+def residual_grads(scope: "Scope", ids: Tensor, target: Target,
+                   layers: list[int]) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
+    """One forward and one backward *without* SAEs: ``(logits, {layer: h}, {layer: g})`` with ``h`` the layer's
+    residual output ``(seq, d_model)`` and ``g = d metric / d h`` (both detached; ``logits`` ``(vocab,)`` float).
 
-
-def _grad_x_act_streamed(scope: "Scope", ids: Tensor, target: Target,
-                         layers: list[int]) -> dict[int, dict[str, Tensor]]:
-    """Same numbers as :func:`_grad_x_act` when the SAEs do not all fit the bank's budget: one forward and one
-    backward *without* SAEs tap each layer's residual ``h`` and its gradient ``g = d metric / d h`` (a zero-valued
-    leaf added to the output), then the SAEs pass through the bank one layer at a time: ``codes, err`` from ``h``,
-    ``attribution = z * (W_dec[:, f] . g)``, ``err . g``. Valid because the splice passes gradients straight
-    through, so ``d metric / d z_f = W_dec[:, f] . g`` exactly."""
-    taps: dict[int, Tensor] = {}
-    resid: dict[int, Tensor] = {}
+    The first requested layer's output becomes a leaf (its value unchanged; the weights are frozen, so nothing
+    before it is differentiated anyway); the later ones are read as they are and differentiated as inner nodes of
+    the graph (``autograd.grad`` with non-leaf inputs), so the forward runs exactly the plain model's operations:
+    its logits are the clean logits, bit for bit, and no second forward is needed to read them."""
+    first = layers[0]
+    outs: dict[int, Tensor] = {}
 
     def make_hook(idx: int):
         def hook(module, args, output):
             h = output[0] if isinstance(output, tuple) else output
-            tap = torch.zeros((), dtype=h.dtype, device=h.device).expand_as(h).clone().requires_grad_(True)
-            taps[idx], resid[idx] = tap, h.detach()
-            new_h = h + tap
-            return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h
+            if idx == first or not h.requires_grad:
+                h = h.detach().requires_grad_(True)
+            outs[idx] = h
+            return (h,) + tuple(output[1:]) if isinstance(output, tuple) else h
 
         return hook
 
@@ -126,19 +111,42 @@ def _grad_x_act_streamed(scope: "Scope", ids: Tensor, target: Target,
         for h in handles:
             h.remove()
     m = _scalar_metric(target, logits[0])
-    grads = torch.autograd.grad(m, [taps[n] for n in layers], allow_unused=True)
+    grads = torch.autograd.grad(m, [outs[n] for n in layers], allow_unused=True)
+    hs = {n: outs[n].detach()[0] for n in layers}
+    gs = {n: (torch.zeros_like(hs[n]) if g is None else g[0]) for n, g in zip(layers, grads)}
+    return logits.detach()[0], hs, gs
+
+
+GATHER_ELEMENTS = 1 << 24  # cap on the (positions, k, d_model) decoder rows gathered at once (64 MB in float32)
+
+
+def layer_nodes(sae: Any, h: Tensor, g: Tensor) -> dict[str, Tensor]:
+    """The nodes of one layer from its residual ``h`` and gradient ``g`` (``(seq, d_model)``): ``codes, err`` from
+    ``h``; ``attribution = z_f * (W_dec[:, f] . g)`` for the k active codes only (their k decoder rows gathered,
+    never a dense ``(seq, d_sae)`` product), and ``err . g``. Because the splice passes gradients straight through,
+    ``d metric / d z_f = W_dec[:, f] . g`` exactly: these are the spliced pass's numbers."""
+    with torch.no_grad():
+        codes = sae.encode_sparse(h)
+        err = h - sae.decode_sparse(codes.ids, codes.values).to(h.dtype)
+        gd = g.to(sae.dtype)
+        rows = sae.W_dec.T  # (d_sae, d_model), contiguous: one row per feature
+        k = codes.ids.shape[-1]
+        chunk = max(1, GATHER_ELEMENTS // max(1, k * h.shape[-1]))
+        gz = torch.cat([torch.bmm(rows[codes.ids[i:i + chunk]], gd[i:i + chunk, :, None])[..., 0]
+                        for i in range(0, h.shape[0], chunk)])
+        return _pack(codes.ids, codes.values, codes.values * gz, err, (err * g).sum(-1))
+
+
+def _grad_x_act(scope: "Scope", ids: Tensor, target: Target,
+                layers: list[int]) -> tuple[Tensor, dict[int, dict[str, Tensor]]]:
+    """One forward + one backward for every layer at once (:func:`residual_grads`), then the SAEs pass through the
+    bank one layer at a time (:func:`layer_nodes`), so the bank's budget never has to hold them together.
+    Returns the clean logits and the nodes."""
+    logits, hs, gs = residual_grads(scope, ids, target, layers)
     out: dict[int, dict[str, Tensor]] = {}
-    for n, g in zip(layers, grads):
-        h = resid.pop(n)[0]
-        g = torch.zeros_like(h) if g is None else g[0]
-        sae = scope.saes.get(n)
-        with torch.no_grad():
-            codes = sae.encode_sparse(h)
-            err = h - sae.decode_sparse(codes.ids, codes.values).to(h.dtype)
-            gz = (g.to(sae.dtype) @ sae.W_dec).gather(-1, codes.ids)  # W_dec[:, f] . g for the active f
-            out[n] = _pack(codes.ids, codes.values, codes.values * gz, err, (err * g).sum(-1))
-        del sae
-    return out
+    for n in layers:
+        out[n] = layer_nodes(scope.saes.get(n), hs.pop(n), gs.pop(n))
+    return logits, out
 
 
 def _integrated_gradients(scope: "Scope", ids: Tensor, target: Target, layers: list[int],
@@ -186,26 +194,24 @@ def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, l
     layer_list = resolve_layers(scope, layers)
     tgt = resolve_target(target, scope.tokenizer, vocab_size(scope), scope.token_strings)
     with scope.lock:
-        with torch.inference_mode(False), torch.no_grad():
-            clean_logits = forward_logits(scope, ids)[0]
-        if tgt.kind == "callable":  # validate the callable on real logits before the expensive passes
-            probe = clean_logits.detach().clone().requires_grad_(True)
-            with torch.inference_mode(False), torch.enable_grad():
-                _scalar_metric(tgt, probe)
-        metric = float(tgt.metric(clean_logits).detach())
-        streamed = not fits_in_bank(scope, layer_list)
-        with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
-            if method == "grad_x_act":
-                fn = _grad_x_act_streamed if streamed else _grad_x_act
-                per_layer = fn(scope, ids, tgt, layer_list)
-            else:
+        if method == "grad_x_act":  # its own forward is the plain one: the clean logits come out of it
+            with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
+                clean_logits, per_layer = _grad_x_act(scope, ids, tgt, layer_list)
+        else:
+            with torch.inference_mode(False), torch.no_grad():
+                clean_logits = forward_logits(scope, ids)[0]
+            if tgt.kind == "callable":  # validate the callable on real logits before the expensive passes
+                probe = clean_logits.detach().clone().requires_grad_(True)
+                with torch.inference_mode(False), torch.enable_grad():
+                    _scalar_metric(tgt, probe)
+            with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
                 per_layer = _integrated_gradients(scope, ids, tgt, layer_list, steps)
+        metric = float(tgt.metric(clean_logits).detach())
     probs = clean_logits.softmax(-1)
     top_p, top_i = probs.topk(min(10, probs.shape[-1]))
     return Attribution(
         scope=scope, token_ids=ids[0].cpu(), tokens=scope.token_strings(ids[0]), position=pos, target=tgt,
         method=method, steps=steps if method == "ig" else None, layers=layer_list, nodes=per_layer, metric=metric,
         predictions=[(scope.token_strings([int(i)])[0], int(i), float(p)) for p, i in zip(top_p, top_i)],
-        meta={"latency_s": time.perf_counter() - t0, "streamed": streamed and method == "grad_x_act",
-              "prompt": prompt if isinstance(prompt, str) else None},
+        meta={"latency_s": time.perf_counter() - t0, "prompt": prompt if isinstance(prompt, str) else None},
     )
