@@ -335,3 +335,19 @@ def test_graph_json_has_the_documented_schema_and_a_neuronpedia_form(scope):
         g.to_json(format="dot")
     with pytest.raises(AttributionError, match="max_nodes"):
         a.graph(max_nodes=0)
+
+
+def test_an_attribution_displays_as_html_with_its_positions_totals_and_top_nodes(scope):
+    import re
+
+    a = scope.attribute(PROMPT, " the")
+    page = a._repr_html_()
+    assert page == __import__("qscope_widgets.html", fromlist=["x"]).attribution_html(a)
+    strip = page.split('data-qscope="static-attribution"')[1].split("</div>")[0]
+    values = [float(v) for v in re.findall(r'data-value="([^"]+)"', strip)]
+    totals = a.by_position()["total"].to_numpy()
+    assert len(values) == len(a.tokens) == len(totals)
+    assert values == pytest.approx(totals, rel=1e-4, abs=1e-5)
+    nodes = page.split('data-qscope="static-nodes"')[1].split("</table>")[0]
+    assert nodes.count("<tr>") == 1 + 15  # header + the 15 strongest nodes
+    assert a.target.description.replace("'", "&#x27;") in page and "<script" not in page
