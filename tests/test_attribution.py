@@ -351,3 +351,33 @@ def test_an_attribution_displays_as_html_with_its_positions_totals_and_top_nodes
     nodes = page.split('data-qscope="static-nodes"')[1].split("</table>")[0]
     assert nodes.count("<tr>") == 1 + 15  # header + the 15 strongest nodes
     assert a.target.description.replace("'", "&#x27;") in page and "<script" not in page
+
+
+def test_integrated_gradients_in_micro_batches_equal_the_one_batch_result(scope64, monkeypatch):
+    """IG's steps run in micro-batches bounded by a memory budget; any split gives the one-batch numbers."""
+    from qscope_widgets.attribution import compute
+
+    s = scope64
+    one = s.attribute(PROMPT, " the", method="ig", steps=6, ig_batch=6)
+    calls = []
+    orig = compute.forward_logits
+    monkeypatch.setattr(compute, "forward_logits", lambda sc, ids: calls.append(ids.shape[0]) or orig(sc, ids))
+    for batch in (1, 4):
+        calls.clear()
+        split = s.attribute(PROMPT, " the", method="ig", steps=6, ig_batch=batch)
+        assert calls == [1] + ([batch] * (6 // batch) + ([6 % batch] if 6 % batch else [])) * len(s.sae_layers)
+        for n in s.sae_layers:
+            for key in ("attr", "err_attr"):
+                torch.testing.assert_close(split.nodes[n][key], one.nodes[n][key], rtol=1e-10, atol=1e-12)
+    # the default batch comes from the budget: a budget of two rows' worth gives batches of 2
+    seq = len(one.tokens)
+    row = seq * (s.n_layers - 0) * compute.SAVED_PER_TOKEN_LAYER * s.d_model * 8
+    assert compute.ig_batch_size(s, seq, 0, 6, budget=2 * row + 1) == 2
+    assert compute.ig_batch_size(s, seq, 0, 6, budget=1) == 1
+    assert compute.ig_batch_size(s, seq, 0, 6) == 6  # the default 1 GiB holds all six on this tiny model
+    monkeypatch.setattr(compute, "IG_MEMORY_BYTES", 2 * row + 1)
+    calls.clear()
+    s.attribute(PROMPT, " the", method="ig", steps=6, layers=[0])
+    assert calls == [1, 2, 2, 2]
+    with pytest.raises(AttributionError, match="ig_batch"):
+        s.attribute(PROMPT, " the", method="ig", ig_batch=0)

@@ -149,23 +149,54 @@ def _grad_x_act(scope: "Scope", ids: Tensor, target: Target,
     return logits, out
 
 
-def _integrated_gradients(scope: "Scope", ids: Tensor, target: Target, layers: list[int],
-                          steps: int) -> dict[int, dict[str, Tensor]]:
+IG_MEMORY_BYTES = 1 << 30  # default budget for one IG micro-batch's saved activations
+SAVED_PER_TOKEN_LAYER = 32  # d_model-sized tensors autograd keeps per token per layer (a generous estimate:
+#                             norms, gates, the MLP's intermediate, attention / DeltaNet internals)
+
+
+def ig_batch_size(scope: "Scope", seq: int, layer: int, steps: int, budget: int | None = None) -> int:
+    """How many IG steps one forward + backward may hold: the batch's saved activations (``seq`` tokens, the
+    layers from ``layer`` on, :data:`SAVED_PER_TOKEN_LAYER` ``d_model`` vectors each) within ``budget`` bytes;
+    at least 1, at most ``steps``. ``budget`` defaults to :data:`IG_MEMORY_BYTES`."""
+    budget = IG_MEMORY_BYTES if budget is None else budget
+    elem = next(scope.model.parameters()).element_size()
+    per_row = seq * (scope.n_layers - layer) * SAVED_PER_TOKEN_LAYER * scope.d_model * elem
+    return max(1, min(steps, budget // max(1, per_row)))
+
+
+def check_ig_batch(ig_batch: Any) -> int | None:
+    if ig_batch is None:
+        return None
+    if isinstance(ig_batch, bool) or not isinstance(ig_batch, int) or ig_batch < 1:
+        raise AttributionError(f"ig_batch must be None or a positive int, got {ig_batch!r}")
+    return ig_batch
+
+
+def _integrated_gradients(scope: "Scope", ids: Tensor, target: Target, layers: list[int], steps: int,
+                          ig_batch: int | None = None) -> dict[int, dict[str, Tensor]]:
+    """Per layer, the mean gradient over ``steps`` midpoints of the path ``alpha * layer output`` (to ``b_dec``),
+    run in micro-batches of ``ig_batch`` steps (None: as many as :func:`ig_batch_size` allows): each step's row is
+    independent, so the micro-batches' gradient sums add up to the one-batch result (to float rounding)."""
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps  # midpoint rule on [0, 1]
-    batch = ids.expand(steps, -1)
     out: dict[int, dict[str, Tensor]] = {}
     for n in layers:
         sae = scope.saes.get(n)
-        with sae_splice(scope.layers, {n: sae}, alphas={n: alphas}) as nodes:
-            logits = forward_logits(scope, batch)
-        m = _scalar_metric(target, logits).sum()
-        nd = nodes[n]
-        gv, ge = torch.autograd.grad(m, [nd.values, nd.err], allow_unused=True)
-        gv = torch.zeros_like(nd.values) if gv is None else gv
-        ge = torch.zeros_like(nd.err) if ge is None else ge
-        z, e = nd.clean_values[0], nd.clean_err[0]
-        out[n] = _pack(nd.ids[0], z, z * gv.mean(0), e, (e * ge.mean(0)).sum(-1))
-        del sae, nodes, logits, m, gv, ge
+        size = ig_batch or ig_batch_size(scope, ids.shape[1], n, steps)
+        gv_sum = ge_sum = None
+        for chunk in alphas.split(size):
+            with sae_splice(scope.layers, {n: sae}, alphas={n: chunk}) as nodes:
+                logits = forward_logits(scope, ids.expand(len(chunk), -1))
+            m = _scalar_metric(target, logits).sum()
+            nd = nodes[n]
+            gv, ge = torch.autograd.grad(m, [nd.values, nd.err], allow_unused=True)
+            gv = torch.zeros_like(nd.values) if gv is None else gv
+            ge = torch.zeros_like(nd.err) if ge is None else ge
+            gv_sum = gv.sum(0) if gv_sum is None else gv_sum + gv.sum(0)
+            ge_sum = ge.sum(0) if ge_sum is None else ge_sum + ge.sum(0)
+            ids_n, z, e = nd.ids[0], nd.clean_values[0], nd.clean_err[0]
+            del nodes, logits, m, gv, ge, nd
+        out[n] = _pack(ids_n, z, z * (gv_sum / steps), e, (e * (ge_sum / steps)).sum(-1))
+        del sae
     return out
 
 
@@ -175,7 +206,7 @@ def _pack(ids: Tensor, values: Tensor, attr: Tensor, err: Tensor, err_attr: Tens
 
 
 def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, layers: Any = None,
-              method: str = "grad_x_act", steps: int = 8) -> "Attribution":
+              method: str = "grad_x_act", steps: int = 8, ig_batch: int | None = None) -> "Attribution":
     """Attribute ``target`` at ``position`` of ``prompt`` to the SAE features (and error nodes) of ``layers``.
 
     See :meth:`qscope_widgets.Scope.attribute` for the arguments; every argument is checked before any hook goes
@@ -188,6 +219,7 @@ def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, l
         raise AttributionError(f"unknown attribution method {method!r}; expected one of {', '.join(METHODS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise AttributionError(f"steps must be a positive int, got {steps!r}")
+    ig_batch = check_ig_batch(ig_batch)
     ids = scope.tokenize(prompt)
     pos = check_position(position, ids.shape[1])
     ids = ids[:, :pos + 1]  # later tokens cannot influence this position (causal model)
@@ -205,7 +237,7 @@ def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, l
                 with torch.inference_mode(False), torch.enable_grad():
                     _scalar_metric(tgt, probe)
             with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
-                per_layer = _integrated_gradients(scope, ids, tgt, layer_list, steps)
+                per_layer = _integrated_gradients(scope, ids, tgt, layer_list, steps, ig_batch)
         metric = float(tgt.metric(clean_logits).detach())
     probs = clean_logits.softmax(-1)
     top_p, top_i = probs.topk(min(10, probs.shape[-1]))
