@@ -23,6 +23,10 @@ export function createAttribution(ctx) {
   const commit = () => ctx.safe("attribution.target", () => {
     if (target.value === String(model.get("attribution_target") ?? "")) return;
     model.set("attribution_target", target.value);
+    // a typed target explains the prediction the next-token panel shows (the explorer keeps that position)
+    if (model.get("attribution_position") !== undefined) {
+      model.set("attribution_position", Number((model.get("next_tokens") || {}).position ?? -1));
+    }
     model.save_changes();
   });
   target.addEventListener("change", commit);
@@ -57,7 +61,7 @@ export function createAttribution(ctx) {
     if (document.activeElement !== target) target.value = String(model.get("attribution_target") ?? "");
     clear(summary); clear(grid); clear(list); clear(graph);
     if (!a.shape) {
-      summary.append(h("span", { class: "qscope-muted", text: "type a target token to see which features predict it" }));
+      summary.append(h("span", { class: "qscope-muted", text: "type a target token (or click a predicted next token) to see which features predict it" }));
       drawCheck();
       return;
     }

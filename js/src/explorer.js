@@ -45,6 +45,7 @@ export function renderExplorer(ctx, root) {
       steer || side.length ? section("steering", [h("div", { class: "qscope-steering-wrap" }, [
         steer, side.length ? h("div", { class: "qscope-steer-side" }, side) : null,
       ]), ...[make("sweep")].filter((x) => x != null)]) : null,
+      names.has("attribution") ? section("attribution", [/** @type {HTMLElement} */ (make("attribution"))]) : null,
     ]),
   );
 }

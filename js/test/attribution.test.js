@@ -116,3 +116,36 @@ describe("attribution panel", () => {
     expect(ex.get("attribution_target")).toBeUndefined();
   });
 });
+
+describe("attribution panel in the explorer", () => {
+  const withAttribution = (over = {}) => explorerState({
+    _panels: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "attribution"],
+    attribution_target: "", attribution_position: -1, attribution: {}, attribution_grid: f32([]), attribution_check: {},
+    next_tokens: { position: 2, token: " beginning", baseline: [[" God", 0.5], [" the", 0.2]], steered: [] },
+    sweep: {}, sweep_result: {}, steer_positions: "all", ...over,
+  });
+
+  it("is drawn in the explorer's layout, full width, with a hint until a prediction is clicked", async () => {
+    const { $ } = await mount(new FakeModel(withAttribution()));
+    const section = $(".qscope-area-attribution");
+    expect(section).not.toBeNull();
+    expect(section.querySelector("[data-qscope-panel='attribution']")).not.toBeNull();
+    expect($("[data-qscope='attribution-summary']").textContent).toContain("click a predicted next token");
+  });
+
+  it("a click on a next-token row sends the target and the prediction's position in one message", async () => {
+    const model = new FakeModel(withAttribution());
+    const { $$ } = await mount(model);
+    $$("[data-qscope='next-tokens'] .qscope-next-row")[1].click();
+    expect(model.saved).toEqual([{ attribution_target: " the", attribution_position: 2 }]);
+  });
+
+  it("a typed target also takes the position the next-token panel shows", async () => {
+    const model = new FakeModel(withAttribution());
+    const { $ } = await mount(model);
+    const box = $("[data-qscope='attribution-target']");
+    box.value = " God";
+    box.dispatchEvent(new Event("change"));
+    expect(model.saved).toEqual([{ attribution_target: " God", attribution_position: 2 }]);
+  });
+});
