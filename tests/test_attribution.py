@@ -381,3 +381,25 @@ def test_integrated_gradients_in_micro_batches_equal_the_one_batch_result(scope6
     assert calls == [1, 2, 2, 2]
     with pytest.raises(AttributionError, match="ig_batch"):
         s.attribute(PROMPT, " the", method="ig", ig_batch=0)
+
+
+def test_verify_ablates_exactly_what_the_estimate_removes_the_code_with_the_error_held(scope64):
+    """The estimate is d metric / d z_f x z_f with the other codes and the error term fixed; verify's ``ablate``
+    edit is the same intervention: the layer's output at that position rebuilt as decode(z with z_f = 0) + err."""
+    s = scope64
+    a = s.attribute(PROMPT, " the", layers=[1])
+    ids = a.token_ids[None]
+    sae = s.sae(1)
+    for r in a.top(3, kind="feature").itertuples():
+        def rebuild(h, r=r):
+            out = h.clone()
+            x = h[0, r.position]
+            codes = sae.encode_sparse(x[None])
+            err = x - sae.decode_sparse(codes.ids, codes.values)[0]
+            values = torch.where(codes.ids == r.feature, torch.zeros_like(codes.values), codes.values)
+            out[0, r.position] = sae.decode_sparse(codes.ids, values)[0] + err
+            return out
+
+        rebuilt = metric_with(s, ids, a.target.tokens[0], 1, rebuild)
+        assert a.ablation_effect(r.layer, r.position, r.feature) == pytest.approx(a.metric - rebuilt, rel=1e-9,
+                                                                                   abs=1e-9)
