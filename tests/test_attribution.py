@@ -90,6 +90,11 @@ def test_exact_ablation_equals_attribution_where_the_model_is_linear_in_the_node
     torch.testing.assert_close(torch.tensor(v.table["true_effect"].to_numpy(float)),
                                torch.tensor(v.table["estimate"].to_numpy(float)), rtol=1e-5, atol=1e-6)
     assert v.spearman == pytest.approx(1.0)
+    # integrated gradients too: on a linear path the mean gradient is the gradient (no sign, baseline or error-term
+    # slip in the IG bookkeeping), so IG equals grad_x_act and the exact ablation here
+    ig = s.attribute(PROMPT, (" the", " a"), layers=[last], method="ig", steps=4)
+    torch.testing.assert_close(ig.nodes[last]["attr"], a.nodes[last]["attr"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ig.nodes[last]["err_attr"], a.nodes[last]["err_attr"], rtol=1e-5, atol=1e-7)
 
 
 def test_an_earlier_layers_estimate_is_not_exact_but_verify_runs_the_real_ablation(scope64):
