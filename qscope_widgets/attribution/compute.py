@@ -65,15 +65,6 @@ def resolve_layers(scope: "Scope", layers: Any) -> list[int]:
     return out
 
 
-def fits_in_bank(scope: "Scope", layers: list[int]) -> bool:
-    """Do the SAEs of ``layers`` fit the bank's byte budget together (always, when it is unbounded)?"""
-    bank = scope.saes
-    if bank.max_bytes is None:
-        return True
-    per_layer = bank.get(layers[0]).nbytes()  # releases use one width for every layer
-    return per_layer * len(layers) <= bank.max_bytes
-
-
 def _scalar_metric(target: Target, logits: Tensor) -> Tensor:
     m = target.metric(logits)
     if not m.requires_grad:
