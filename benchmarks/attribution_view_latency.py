@@ -30,13 +30,13 @@ def main() -> None:
         v.wait()
 
     print(f"attribution: new target ' earth' (last token)     {timed(lambda: set_and_wait(attribution_target=' earth')):8.1f} ms"
-          f"  backward passes so far {ap.CACHE.computed}")
+          f"  backward passes so far {ap.cache_for(scope).computed}")
     print(f"attribution: new position (token 4)              {timed(lambda: set_and_wait(selected_token=4)):8.1f} ms"
-          f"  backward passes so far {ap.CACHE.computed}")
+          f"  backward passes so far {ap.cache_for(scope).computed}")
     print(f"attribution: back to the last token (cached)     {timed(lambda: set_and_wait(selected_token=-1)):8.1f} ms"
-          f"  backward passes so far {ap.CACHE.computed}")
+          f"  backward passes so far {ap.cache_for(scope).computed}")
     print(f"view-only: colour by error                       {timed(lambda: set_and_wait(color_by='error')):8.1f} ms"
-          f"  backward passes so far {ap.CACHE.computed}")
+          f"  backward passes so far {ap.cache_for(scope).computed}")
     print(f"verify n=10 (10 exact ablations)                 {timed(lambda: v.verify(10)):8.1f} ms"
           f"  spearman {v.attribution_check['spearman']:.3f}")
     v.close()

@@ -478,19 +478,21 @@ class Scope:
 
     # ------------------------------------------------------------------------------------------ attribution
     def attribute(self, prompt: PromptLike, target: Any, *, position: int = -1, layers: Any = None,
-                  method: str = "grad_x_act", steps: int = 8):
+                  method: str = "grad_x_act", steps: int = 8, ig_batch: int | None = None):
         """Which SAE features made the model predict ``target`` at ``position``? (Sparse-feature attribution.)
 
         ``target``: a token (string of exactly one token, or id) whose logit is the metric; a pair ``(a, b)`` for
         the logit difference ``a - b``; or a callable on that position's ``(vocab,)`` logits returning a scalar.
-        ``layers``: SAE layers to splice (default all; processed in groups when the bank's budget is smaller).
+        ``layers``: SAE layers to attribute (default all; their SAEs pass through the bank one at a time).
         ``method``: ``"grad_x_act"`` (one forward + one backward) or ``"ig"`` (integrated gradients, ``steps``
-        points per layer). Each node's attribution estimates ``metric(clean) - metric(node ablated)``. Returns an
+        points per layer, run ``ig_batch`` steps per forward + backward; None: as many as a 1 GiB activation budget
+        holds). Each node's attribution estimates ``metric(clean) - metric(node ablated)``. Returns an
         :class:`~qscope_widgets.attribution.Attribution` (``.to_dataframe()``, ``.verify()``, ``.graph()``).
         """
         from .attribution import attribute
 
-        return attribute(self, prompt, target, position=position, layers=layers, method=method, steps=steps)
+        return attribute(self, prompt, target, position=position, layers=layers, method=method, steps=steps,
+                         ig_batch=ig_batch)
 
     def attribution_view(self, prompt: str = "", target: Any = "", **kwargs: Any):
         """The live attribution view (token heatmap + attribution grid, ranked nodes, graph, "verify") of

@@ -90,6 +90,11 @@ def test_exact_ablation_equals_attribution_where_the_model_is_linear_in_the_node
     torch.testing.assert_close(torch.tensor(v.table["true_effect"].to_numpy(float)),
                                torch.tensor(v.table["estimate"].to_numpy(float)), rtol=1e-5, atol=1e-6)
     assert v.spearman == pytest.approx(1.0)
+    # integrated gradients too: on a linear path the mean gradient is the gradient (no sign, baseline or error-term
+    # slip in the IG bookkeeping), so IG equals grad_x_act and the exact ablation here
+    ig = s.attribute(PROMPT, (" the", " a"), layers=[last], method="ig", steps=4)
+    torch.testing.assert_close(ig.nodes[last]["attr"], a.nodes[last]["attr"], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(ig.nodes[last]["err_attr"], a.nodes[last]["err_attr"], rtol=1e-5, atol=1e-7)
 
 
 def test_an_earlier_layers_estimate_is_not_exact_but_verify_runs_the_real_ablation(scope64):
@@ -117,17 +122,57 @@ def test_integrated_gradients_are_complete_along_the_layer_path(scope64):
     assert not torch.allclose(torch.tensor(g.to_dataframe()["attribution"].sum()), torch.tensor(total))
 
 
-def test_a_bank_budget_smaller_than_all_layers_streams_them_and_gives_the_same_numbers(tokenizer, qwen35):
+def spliced_reference(scope, prompt, target_id, layers):
+    """The textbook pass (all SAEs spliced at once, gradients of the code and error leaves), for comparison."""
+    from qscope_widgets.attribution.splice import frozen_weights
+
+    ids = scope.tokenize(prompt)
+    saes = {n: scope.sae(n) for n in layers}
+    with frozen_weights(scope.model), torch.enable_grad():
+        with sae_splice(scope.layers, saes) as nodes:
+            logits = scope.model(input_ids=ids, use_cache=False).logits[0, -1].float()
+        leaves = [t for n in layers for t in (nodes[n].values, nodes[n].err)]
+        grads = torch.autograd.grad(logits[target_id], leaves)
+    out = {}
+    for i, n in enumerate(layers):
+        nd = nodes[n]
+        out[n] = (nd.ids[0], (nd.clean_values[0] * grads[2 * i][0]).detach(),
+                  (nd.clean_err[0] * grads[2 * i + 1][0]).sum(-1).detach())
+    return logits.detach(), out
+
+
+def test_grad_x_act_equals_the_spliced_pass_and_its_logits_are_the_clean_ones(scope64):
+    """attribute() differentiates the plain model at the residuals and applies the SAEs afterwards: the same
+    numbers as splicing every SAE into the pass, and its logits (the predictions, the metric) are the plain
+    forward's, bit for bit, without a second forward."""
+    s = scope64
+    a = s.attribute(PROMPT, " the")
+    logits, ref = spliced_reference(s, PROMPT, a.target.tokens[0], a.layers)
+    with torch.inference_mode():
+        plain = s.model(input_ids=s.tokenize(PROMPT), use_cache=False).logits[0, -1].float()
+    assert a.metric == float(plain[a.target.tokens[0]]) == float(logits[a.target.tokens[0]])
+    assert [p[1] for p in a.predictions] == plain.topk(10).indices.tolist()
+    for n in a.layers:
+        ids, attr, err_attr = ref[n]
+        assert torch.equal(a.nodes[n]["ids"], ids)
+        torch.testing.assert_close(a.nodes[n]["attr"], attr.float(), rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(a.nodes[n]["err_attr"], err_attr.float(), rtol=1e-6, atol=1e-9)
+        assert a.nodes[n]["attr"].abs().max() > 0
+
+
+def test_a_bank_budget_smaller_than_all_layers_gives_the_same_numbers_within_the_budget(tokenizer, qwen35):
     saes = make_saes(64, range(4))
     full = Scope(qwen35, tokenizer, {n: s for n, s in saes.items()})
     one = saes[0].nbytes()
     tight = Scope(qwen35, tokenizer, {n: s for n, s in saes.items()}, sae_cache_bytes=int(1.5 * one))
     a, b = full.attribute(PROMPT, " the"), tight.attribute(PROMPT, " the")
-    assert b.meta["streamed"] and not a.meta["streamed"]
     da, db = a.to_dataframe(), b.to_dataframe()
     torch.testing.assert_close(torch.tensor(da["attribution"].to_numpy()), torch.tensor(db["attribution"].to_numpy()),
                                rtol=1e-5, atol=1e-6)
     assert tight.saes.bytes_loaded() <= tight.saes.max_bytes
+    _, ref = spliced_reference(full, PROMPT, a.target.tokens[0], a.layers)
+    for n in a.layers:
+        torch.testing.assert_close(b.nodes[n]["attr"], ref[n][1], rtol=1e-5, atol=1e-6)
 
 
 def test_position_truncates_the_prompt_and_nodes_after_it_do_not_exist(scope):
@@ -181,11 +226,28 @@ def test_hooks_and_weight_flags_are_restored_after_an_error_mid_pass(scope):
         scope.attribute(PROMPT, flaky)
     assert hook_snapshot(scope) == hooks
     assert [p.requires_grad for p in scope.model.parameters()] == flags
+    calls["n"] = 0
+    with pytest.raises(RuntimeError, match="boom"):
+        scope.attribute(PROMPT, flaky, method="ig", steps=2)  # passes the probe, fails inside the IG pass
+    assert hook_snapshot(scope) == hooks
+
+    def bomb(module, args, output):  # an error inside the forward, while attribution's hooks are on
+        raise RuntimeError("inside the forward")
+
+    for method in ("grad_x_act", "ig"):
+        handle = scope.layers[2].register_forward_hook(bomb)
+        try:
+            with pytest.raises(RuntimeError, match="inside the forward"):
+                scope.attribute(PROMPT, " the", method=method, steps=2)
+        finally:
+            handle.remove()
+        assert hook_snapshot(scope) == hooks
+        assert [p.requires_grad for p in scope.model.parameters()] == flags
     sae = scope.sae(2)
     orig = sae.encode_sparse
-    sae.encode_sparse = lambda x: (_ for _ in ()).throw(RuntimeError("inside a hook"))
+    sae.encode_sparse = lambda x: (_ for _ in ()).throw(RuntimeError("inside an encode"))
     try:
-        with pytest.raises(RuntimeError, match="inside a hook"):
+        with pytest.raises(RuntimeError, match="inside an encode"):
             scope.attribute(PROMPT, " the")
     finally:
         del sae.encode_sparse
@@ -278,3 +340,71 @@ def test_graph_json_has_the_documented_schema_and_a_neuronpedia_form(scope):
         g.to_json(format="dot")
     with pytest.raises(AttributionError, match="max_nodes"):
         a.graph(max_nodes=0)
+
+
+def test_an_attribution_displays_as_html_with_its_positions_totals_and_top_nodes(scope):
+    import re
+
+    a = scope.attribute(PROMPT, " the")
+    page = a._repr_html_()
+    assert page == __import__("qscope_widgets.html", fromlist=["x"]).attribution_html(a)
+    strip = page.split('data-qscope="static-attribution"')[1].split("</div>")[0]
+    values = [float(v) for v in re.findall(r'data-value="([^"]+)"', strip)]
+    totals = a.by_position()["total"].to_numpy()
+    assert len(values) == len(a.tokens) == len(totals)
+    assert values == pytest.approx(totals, rel=1e-4, abs=1e-5)
+    nodes = page.split('data-qscope="static-nodes"')[1].split("</table>")[0]
+    assert nodes.count("<tr>") == 1 + 15  # header + the 15 strongest nodes
+    assert a.target.description.replace("'", "&#x27;") in page and "<script" not in page
+
+
+def test_integrated_gradients_in_micro_batches_equal_the_one_batch_result(scope64, monkeypatch):
+    """IG's steps run in micro-batches bounded by a memory budget; any split gives the one-batch numbers."""
+    from qscope_widgets.attribution import compute
+
+    s = scope64
+    one = s.attribute(PROMPT, " the", method="ig", steps=6, ig_batch=6)
+    calls = []
+    orig = compute.forward_logits
+    monkeypatch.setattr(compute, "forward_logits", lambda sc, ids: calls.append(ids.shape[0]) or orig(sc, ids))
+    for batch in (1, 4):
+        calls.clear()
+        split = s.attribute(PROMPT, " the", method="ig", steps=6, ig_batch=batch)
+        assert calls == [1] + ([batch] * (6 // batch) + ([6 % batch] if 6 % batch else [])) * len(s.sae_layers)
+        for n in s.sae_layers:
+            for key in ("attr", "err_attr"):
+                torch.testing.assert_close(split.nodes[n][key], one.nodes[n][key], rtol=1e-10, atol=1e-12)
+    # the default batch comes from the budget: a budget of two rows' worth gives batches of 2
+    seq = len(one.tokens)
+    row = seq * (s.n_layers - 0) * compute.SAVED_PER_TOKEN_LAYER * s.d_model * 8
+    assert compute.ig_batch_size(s, seq, 0, 6, budget=2 * row + 1) == 2
+    assert compute.ig_batch_size(s, seq, 0, 6, budget=1) == 1
+    assert compute.ig_batch_size(s, seq, 0, 6) == 6  # the default 1 GiB holds all six on this tiny model
+    monkeypatch.setattr(compute, "IG_MEMORY_BYTES", 2 * row + 1)
+    calls.clear()
+    s.attribute(PROMPT, " the", method="ig", steps=6, layers=[0])
+    assert calls == [1, 2, 2, 2]
+    with pytest.raises(AttributionError, match="ig_batch"):
+        s.attribute(PROMPT, " the", method="ig", ig_batch=0)
+
+
+def test_verify_ablates_exactly_what_the_estimate_removes_the_code_with_the_error_held(scope64):
+    """The estimate is d metric / d z_f x z_f with the other codes and the error term fixed; verify's ``ablate``
+    edit is the same intervention: the layer's output at that position rebuilt as decode(z with z_f = 0) + err."""
+    s = scope64
+    a = s.attribute(PROMPT, " the", layers=[1])
+    ids = a.token_ids[None]
+    sae = s.sae(1)
+    for r in a.top(3, kind="feature").itertuples():
+        def rebuild(h, r=r):
+            out = h.clone()
+            x = h[0, r.position]
+            codes = sae.encode_sparse(x[None])
+            err = x - sae.decode_sparse(codes.ids, codes.values)[0]
+            values = torch.where(codes.ids == r.feature, torch.zeros_like(codes.values), codes.values)
+            out[0, r.position] = sae.decode_sparse(codes.ids, values)[0] + err
+            return out
+
+        rebuilt = metric_with(s, ids, a.target.tokens[0], 1, rebuild)
+        assert a.ablation_effect(r.layer, r.position, r.feature) == pytest.approx(a.metric - rebuilt, rel=1e-9,
+                                                                                   abs=1e-9)

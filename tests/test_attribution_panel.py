@@ -61,13 +61,13 @@ def test_graph_is_plain_lists_of_nodes_and_strongest_edges(view):
 def test_selected_token_moves_the_position_and_view_only_changes_reuse_the_cache(demo):
     v = AttributionView(demo, PROMPT, " the", layer=3)
     try:
-        start = ap.CACHE.computed
+        start = ap.cache_for(demo).computed
         v.selected_token = 4
         v.wait()
         assert v.attribution["position"] == 4
         expected = ap.attribution_outputs(demo.attribute(PROMPT, " the", position=4))
         assert v.attribution_grid == expected["attribution_grid"]
-        computed = ap.CACHE.computed
+        computed = ap.cache_for(demo).computed
         assert computed == start + 1   # one backward for the new position
         for change in ({"color_by": "error"}, {"selected_feature": 7}):   # view-only: the panel does not even run
             v.set_state(change)
@@ -75,13 +75,13 @@ def test_selected_token_moves_the_position_and_view_only_changes_reuse_the_cache
             assert "attribution" not in v.status["panels"], change
         v.set_state({"layer": 5})  # new traces (a forward for the new layer's codes) but no new backward
         v.wait()
-        assert ap.CACHE.computed == computed
+        assert ap.cache_for(demo).computed == computed
         v.selected_token = -1      # back to the last token, seen at creation: served from the cache
         v.wait()
-        assert v.attribution["position"] == 8 and ap.CACHE.computed == computed
+        assert v.attribution["position"] == 8 and ap.cache_for(demo).computed == computed
         v.selected_token = 4
         v.wait()
-        assert v.attribution_grid == expected["attribution_grid"] and ap.CACHE.computed == computed
+        assert v.attribution_grid == expected["attribution_grid"] and ap.cache_for(demo).computed == computed
     finally:
         v.close()
 
@@ -188,3 +188,104 @@ def test_pin_message_pins_into_the_newest_explorer_or_says_there_is_none(demo, v
         assert [(r["layer"], r["feature"]) for r in ex.edits] == [(3, 2396)] and view.edits == []
     finally:
         ex.close()
+
+
+def test_explorer_attributes_a_clicked_next_token_at_its_prediction_position_on_request_only(demo):
+    """A click on a next-token row sets target + position together (one browser message); the explorer's panel
+    then equals scope.attribute at that position; token clicks afterwards cost nothing; no target, no backward."""
+    ex = Explorer(demo, PROMPT, layer=3)
+    try:
+        assert "attribution" in ex._panels and ex.attribution == {} and ex.attribution_grid == b""
+        cache = ap.cache_for(demo)
+        ex.selected_token = 4
+        ex.wait()
+        start = cache.computed
+        assert ex.next_tokens["position"] == 4 and cache.computed == start   # no target: no attribution
+        tok = next(t for t, _ in ex.next_tokens["baseline"] if t not in (" the", " earth", " God"))  # not cached yet
+        ex.set_state({"attribution_target": tok, "attribution_position": ex.next_tokens["position"]})
+        ex.wait()
+        expected = ap.attribution_outputs(demo.attribute(PROMPT, tok, position=4))
+        assert ex.attribution == expected["attribution"] and ex.attribution_grid == expected["attribution_grid"]
+        assert cache.computed == start + 1
+        for change in ({"selected_token": 2}, {"selected_token": -1}, {"color_by": "error"}, {"layer": 5}):
+            ex.set_state(change)
+            ex.wait()
+            assert ex.attribution["position"] == 4 and cache.computed == start + 1, change
+        assert ex.current_attribution.position == 4
+        # clicking a node: the common select_feature message selects layer + feature in the explorer
+        node = next(n for n in ex.attribution["top"] if n["kind"] == "feature")
+        ex._on_message(ex, {"type": "select_feature", "layer": node["layer"], "feature": node["feature"]}, [])
+        ex.wait()
+        assert (ex.layer, ex.selected_feature, ex.color_by) == (node["layer"], node["feature"], "feature")
+        ex._on_message(ex, {"type": "pin", "layer": node["layer"], "feature": node["feature"]}, [])  # pin to steer
+        assert (node["layer"], node["feature"]) in [(r["layer"], r["feature"]) for r in ex.edits]
+        assert cache.computed == start + 1      # a pinned slider at strength 0 changes no active edit
+        assert ex.attribution_target == tok
+    finally:
+        ex.close()
+
+
+def test_explorer_clears_the_target_when_the_prompt_or_active_steering_changes(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    try:
+        ex.attribution_target = " earth"      # from Python: the position follows the selected token (last)
+        ex.wait()
+        assert ex.attribution["position"] == 8
+        cache = ap.cache_for(demo)
+        n = cache.computed
+        ex.pin(2, 2360, strength=15.0)           # an active edit: the attribution is not recomputed per step
+        ex.wait()
+        assert ex.attribution_target == "" and ex.attribution == {} and cache.computed == n
+        ex.attribution_target = " earth"      # asked again: computed under the steering
+        ex.wait()
+        with demo.steering(SteeringEdit(2, 2360, 15.0, "add")):
+            steered = demo.attribute(PROMPT, " earth")
+        assert ex.attribution["metric"] == pytest.approx(steered.metric) and cache.computed == n + 1
+        ex.prompt = "And God said"
+        ex.wait()
+        assert ex.attribution_target == "" and ex.attribution == {} and cache.computed == n + 1
+        with pytest.raises(WidgetInputError, match="attribution_position"):
+            ex.attribution_position = -2
+    finally:
+        ex.close()
+
+
+def test_explorer_verify_message_runs_on_the_explorer(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    try:
+        ex.set_state({"attribution_target": " earth", "attribution_position": 8})
+        ex.wait()
+        ex._on_message(ex, {"type": "verify", "n": 4}, [])
+        check = _wait_check(ex)
+        ref = demo.attribute(PROMPT, " earth", position=8).verify(4)
+        assert check["n"] == 4 and check["position"] == 8
+        assert [r["true_effect"] for r in check["rows"]] == pytest.approx(ref.table["true_effect"].tolist(), rel=1e-5)
+    finally:
+        ex.close()
+
+
+def test_the_cache_is_per_scope_and_never_keeps_a_scope_alive(tokenizer, qwen35):
+    """The cache holds attributions (which point at their scope) without keeping the scope alive: weakly keyed,
+    entries stored without their scope and given it back when read. (Widgets themselves are kept alive by
+    anywidget after close, so the check holds the cache entry, not a view.)"""
+    import gc
+    import weakref
+
+    from conftest import make_saes
+    from qscope_widgets import Scope
+
+    scope = Scope(qwen35, tokenizer, make_saes(64, range(4)))
+    attr = scope.attribute("The quick brown fox", " the")
+    cache = ap.cache_for(scope)
+    key = ("The quick brown fox", (), " the", attr.position)
+    cache.put(key, (attr, ap.attribution_outputs(attr)))
+    back, outputs = cache.get(scope, key)
+    assert back.scope is scope and outputs["attribution"]["target"] == "logit(' the')"
+    assert back.verify(2).table["true_effect"].tolist() == attr.verify(2).table["true_effect"].tolist()
+    assert len(cache) == 1 and ap.cache_for(scope) is cache
+    ref = weakref.ref(scope)
+    del scope, attr, back, outputs
+    gc.collect()
+    assert ref() is None, "the attribution cache kept the Scope alive"
+    other = Scope(qwen35, tokenizer, make_saes(64, range(4)))
+    assert len(ap.cache_for(other)) == 0

@@ -3,6 +3,7 @@
 // layer x position grid (diverging colours, binary float32 `attribution_grid`), the ranked nodes (error nodes
 // marked), an SVG graph (layers as rows, positions as columns, node size by |attribution|, strongest edges) and a
 // "verify" button whose answer (estimate vs exact ablation, Spearman) Python writes to `attribution_check`.
+import { openFeature } from "./open_feature.js";
 import { h, clear, visibleToken, fmt } from "./dom.js";
 import { cellColor, diverging, css } from "./colors.js";
 import { toFloat32 } from "./buffers.js";
@@ -23,6 +24,10 @@ export function createAttribution(ctx) {
   const commit = () => ctx.safe("attribution.target", () => {
     if (target.value === String(model.get("attribution_target") ?? "")) return;
     model.set("attribution_target", target.value);
+    // a typed target explains the prediction the next-token panel shows (the explorer keeps that position)
+    if (model.get("attribution_position") !== undefined) {
+      model.set("attribution_position", Number((model.get("next_tokens") || {}).position ?? -1));
+    }
     model.save_changes();
   });
   target.addEventListener("change", commit);
@@ -49,7 +54,7 @@ export function createAttribution(ctx) {
 
   /** @param {number} layer @param {number} feature */
   const select = (layer, feature) => ctx.safe("attribution.select", () => {
-    if (feature >= 0) model.send({ type: "select_feature", layer, feature });
+    if (feature >= 0) openFeature(ctx, layer, feature);
   });
 
   function draw() {
@@ -57,7 +62,7 @@ export function createAttribution(ctx) {
     if (document.activeElement !== target) target.value = String(model.get("attribution_target") ?? "");
     clear(summary); clear(grid); clear(list); clear(graph);
     if (!a.shape) {
-      summary.append(h("span", { class: "qscope-muted", text: "type a target token to see which features predict it" }));
+      summary.append(h("span", { class: "qscope-muted", text: "type a target token (or click a predicted next token) to see which features predict it" }));
       drawCheck();
       return;
     }

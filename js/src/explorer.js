@@ -46,6 +46,7 @@ export function renderExplorer(ctx, root) {
         steer, side.length ? h("div", { class: "qscope-steer-side" }, side) : null,
       ]), ...[make("sweep")].filter((x) => x != null)]) : null,
       names.has("dashboard") ? section("dashboard", [/** @type {HTMLElement} */ (make("dashboard"))]) : null,
+      names.has("attribution") ? section("attribution", [/** @type {HTMLElement} */ (make("attribution"))]) : null,
     ]),
   );
 }

@@ -89,6 +89,7 @@ export interface Traits {
   layer_state: string[];
   // attribution
   attribution_target: string;
+  attribution_position: number;
   attribution_grid: Binary;
   attribution: AttributionData;
   attribution_check: { n?: number; spearman?: number | null; pearson?: number | null; metric?: number; target?: string;

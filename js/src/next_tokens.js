@@ -7,11 +7,15 @@ export function createNextTokens(ctx) {
   const { model } = ctx;
   // ---- next tokens: baseline vs steered
   const nextEl = h("div", { class: "qscope-next", dataset: { qscope: "next-tokens" } });
-  // in a view with an attribution panel, clicking a predicted token makes it the attribution target
+  // in a view with an attribution panel, clicking a predicted token makes it the attribution target, at the
+  // position this prediction is made from (one message: Python sees target and position together)
   const attributable = model.get("attribution_target") !== undefined;
   /** @param {string} tok */
   const attribute = (tok) => ctx.safe("next_tokens.attribute", () => {
     model.set("attribution_target", tok);
+    if (model.get("attribution_position") !== undefined) {
+      model.set("attribution_position", Number((model.get("next_tokens") || {}).position ?? -1));
+    }
     model.save_changes();
   });
   /** @param {string} title @param {any[]} rows @param {Set<string>} other */

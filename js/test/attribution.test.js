@@ -48,12 +48,14 @@ describe("attribution panel", () => {
     expect(rows[0].classList.contains("qscope-attr-error")).toBe(true);
     rows[0].click();
     expect(model.sent).toEqual([]);
-    rows[1].click();
-    expect(model.sent).toEqual([{ type: "select_feature", layer: 1, feature: 11 }]);
+    rows[1].click(); // on the layer in view: the common "open feature" sets the inputs itself (no message)
+    expect(model.get("selected_feature")).toBe(11);
+    expect(model.sent).toEqual([]);
     expect(rows[0].querySelector("[data-qscope='attribution-pin']")).toBeNull(); // an error node cannot be pinned
     rows[2].querySelector("[data-qscope='attribution-pin']").click();
     expect(model.sent.at(-1)).toEqual({ type: "pin", layer: 1, feature: 5 });
-    expect(model.sent.length).toBe(2); // the pin click does not also select
+    expect(model.sent.length).toBe(1); // the pin click does not also select
+    expect(model.get("selected_feature")).toBe(11);
   });
 
   it("draws the graph as SVG: a node per graph node sized by |attribution|, an edge per edge", async () => {
@@ -71,7 +73,9 @@ describe("attribution panel", () => {
     expect(cy.target).toBeLessThan(cy["L2/P3/err"]);
     expect(cy["L2/P3/err"]).toBeLessThan(cy["L1/P3/F11"]);
     circles.find((c) => c.dataset.id === "L1/P2/F5").dispatchEvent(new MouseEvent("click", { bubbles: true }));
-    expect(model.sent).toEqual([{ type: "select_feature", layer: 1, feature: 5 }]);
+    expect(model.get("selected_feature")).toBe(5);
+    circles.find((c) => c.dataset.id === "L2/P1/F7").dispatchEvent(new MouseEvent("click", { bubbles: true }));
+    expect(model.sent).toEqual([{ type: "open_feature", layer: 2, feature: 7 }]); // another layer: the kernel switches
   });
 
   it("the target box sets attribution_target; an empty attribution shows a hint, no grid", async () => {
@@ -114,5 +118,38 @@ describe("attribution panel", () => {
     mounted.$$("[data-qscope='next-tokens'] .qscope-next-row")[0].click();
     expect(ex.sets).toEqual([]);
     expect(ex.get("attribution_target")).toBeUndefined();
+  });
+});
+
+describe("attribution panel in the explorer", () => {
+  const withAttribution = (over = {}) => explorerState({
+    _panels: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "attribution"],
+    attribution_target: "", attribution_position: -1, attribution: {}, attribution_grid: f32([]), attribution_check: {},
+    next_tokens: { position: 2, token: " beginning", baseline: [[" God", 0.5], [" the", 0.2]], steered: [] },
+    sweep: {}, sweep_result: {}, steer_positions: "all", ...over,
+  });
+
+  it("is drawn in the explorer's layout, full width, with a hint until a prediction is clicked", async () => {
+    const { $ } = await mount(new FakeModel(withAttribution()));
+    const section = $(".qscope-area-attribution");
+    expect(section).not.toBeNull();
+    expect(section.querySelector("[data-qscope-panel='attribution']")).not.toBeNull();
+    expect($("[data-qscope='attribution-summary']").textContent).toContain("click a predicted next token");
+  });
+
+  it("a click on a next-token row sends the target and the prediction's position in one message", async () => {
+    const model = new FakeModel(withAttribution());
+    const { $$ } = await mount(model);
+    $$("[data-qscope='next-tokens'] .qscope-next-row")[1].click();
+    expect(model.saved).toEqual([{ attribution_target: " the", attribution_position: 2 }]);
+  });
+
+  it("a typed target also takes the position the next-token panel shows", async () => {
+    const model = new FakeModel(withAttribution());
+    const { $ } = await mount(model);
+    const box = $("[data-qscope='attribution-target']");
+    box.value = " God";
+    box.dispatchEvent(new Event("change"));
+    expect(model.saved).toEqual([{ attribution_target: " God", attribution_position: 2 }]);
   });
 });

@@ -72,7 +72,7 @@ export class FakeModel {
 
 /** The panels of each Python view class (qscope_widgets/widgets/explorer.py). */
 export const VIEW_PANELS = /** @type {Record<string, string[]>} */ ({
-  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "dashboard"],
+  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "dashboard", "attribution"],
   heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation", "sweep"],
   compare: ["compare", "steering"],
 });

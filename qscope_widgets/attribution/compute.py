@@ -1,10 +1,12 @@
-"""Node attribution: one forward and one backward per group of layers (``grad_x_act``), or one batched forward and
+"""Node attribution: one forward and one backward for all layers (``grad_x_act``), or one batched forward and
 backward per layer (``ig``, integrated gradients with ``steps`` points on the path).
 
-When the SAEs of every requested layer fit the bank's budget they are all spliced into one pass; otherwise
-``grad_x_act`` taps the residual gradients in one pass without SAEs and streams the SAEs through the bank
-afterwards, one layer at a time (the same numbers: see :func:`_grad_x_act_streamed`), and ``ig`` needs only one
-layer's SAE at a time anyway.
+``grad_x_act`` runs the plain model once with the residual outputs of the requested layers differentiable, takes
+``g = d metric / d h`` at each of them in one backward, and only then passes the SAEs through the bank one layer at
+a time (``codes, err`` from ``h``; gradients of the k active codes from their k decoder rows). That is exactly the
+spliced pass's gradient (the splice passes gradients straight through, see ``splice.py``), at the cost of the
+plain forward + backward + one SAE encode per layer, whatever the bank's budget. ``ig`` needs only one layer's SAE
+at a time anyway.
 
 ``attribution(node) = activation x d metric / d activation`` estimates ``metric(clean) - metric(node ablated)``
 (ablated = the feature's code set to 0 at that layer and position, the rest of the model running normally; for an
@@ -63,15 +65,6 @@ def resolve_layers(scope: "Scope", layers: Any) -> list[int]:
     return out
 
 
-def fits_in_bank(scope: "Scope", layers: list[int]) -> bool:
-    """Do the SAEs of ``layers`` fit the bank's byte budget together (always, when it is unbounded)?"""
-    bank = scope.saes
-    if bank.max_bytes is None:
-        return True
-    per_layer = bank.get(layers[0]).nbytes()  # releases use one width for every layer
-    return per_layer * len(layers) <= bank.max_bytes
-
-
 def _scalar_metric(target: Target, logits: Tensor) -> Tensor:
     m = target.metric(logits)
     if not m.requires_grad:
@@ -80,42 +73,25 @@ def _scalar_metric(target: Target, logits: Tensor) -> Tensor:
     return m
 
 
-def _grad_x_act(scope: "Scope", ids: Tensor, target: Target, layers: list[int]) -> dict[int, dict[str, Tensor]]:
-    """All SAEs spliced at once: one forward, one backward."""
-    saes = {n: scope.saes.get(n) for n in layers}
-    with sae_splice(scope.layers, saes) as nodes:
-        logits = forward_logits(scope, ids)
-    m = _scalar_metric(target, logits[0])
-    leaves = [t for n in layers for t in (nodes[n].values, nodes[n].err)]
-    grads = torch.autograd.grad(m, leaves, allow_unused=True)
-    out: dict[int, dict[str, Tensor]] = {}
-    for i, n in enumerate(layers):
-        gv, ge = grads[2 * i], grads[2 * i + 1]
-        nd = nodes[n]
-        gv = torch.zeros_like(nd.values) if gv is None else gv
-        ge = torch.zeros_like(nd.err) if ge is None else ge
-        out[n] = _pack(nd.ids[0], nd.clean_values[0], nd.clean_values[0] * gv[0], nd.clean_err[0],
-                       (nd.clean_err[0] * ge[0]).sum(-1))
-    return out
+def residual_grads(scope: "Scope", ids: Tensor, target: Target,
+                   layers: list[int]) -> tuple[Tensor, dict[int, Tensor], dict[int, Tensor]]:
+    """One forward and one backward *without* SAEs: ``(logits, {layer: h}, {layer: g})`` with ``h`` the layer's
+    residual output ``(seq, d_model)`` and ``g = d metric / d h`` (both detached; ``logits`` ``(vocab,)`` float).
 
-
-def _grad_x_act_streamed(scope: "Scope", ids: Tensor, target: Target,
-                         layers: list[int]) -> dict[int, dict[str, Tensor]]:
-    """Same numbers as :func:`_grad_x_act` when the SAEs do not all fit the bank's budget: one forward and one
-    backward *without* SAEs tap each layer's residual ``h`` and its gradient ``g = d metric / d h`` (a zero-valued
-    leaf added to the output), then the SAEs pass through the bank one layer at a time: ``codes, err`` from ``h``,
-    ``attribution = z * (W_dec[:, f] . g)``, ``err . g``. Valid because the splice passes gradients straight
-    through, so ``d metric / d z_f = W_dec[:, f] . g`` exactly."""
-    taps: dict[int, Tensor] = {}
-    resid: dict[int, Tensor] = {}
+    The first requested layer's output becomes a leaf (its value unchanged; the weights are frozen, so nothing
+    before it is differentiated anyway); the later ones are read as they are and differentiated as inner nodes of
+    the graph (``autograd.grad`` with non-leaf inputs), so the forward runs exactly the plain model's operations:
+    its logits are the clean logits, bit for bit, and no second forward is needed to read them."""
+    first = layers[0]
+    outs: dict[int, Tensor] = {}
 
     def make_hook(idx: int):
         def hook(module, args, output):
             h = output[0] if isinstance(output, tuple) else output
-            tap = torch.zeros((), dtype=h.dtype, device=h.device).expand_as(h).clone().requires_grad_(True)
-            taps[idx], resid[idx] = tap, h.detach()
-            new_h = h + tap
-            return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h
+            if idx == first or not h.requires_grad:
+                h = h.detach().requires_grad_(True)
+            outs[idx] = h
+            return (h,) + tuple(output[1:]) if isinstance(output, tuple) else h
 
         return hook
 
@@ -126,38 +102,92 @@ def _grad_x_act_streamed(scope: "Scope", ids: Tensor, target: Target,
         for h in handles:
             h.remove()
     m = _scalar_metric(target, logits[0])
-    grads = torch.autograd.grad(m, [taps[n] for n in layers], allow_unused=True)
+    grads = torch.autograd.grad(m, [outs[n] for n in layers], allow_unused=True)
+    hs = {n: outs[n].detach()[0] for n in layers}
+    gs = {n: (torch.zeros_like(hs[n]) if g is None else g[0]) for n, g in zip(layers, grads)}
+    return logits.detach()[0], hs, gs
+
+
+GATHER_ELEMENTS = 1 << 24  # cap on the (positions, k, d_model) decoder rows gathered at once (64 MB in float32)
+
+
+def layer_nodes(sae: Any, h: Tensor, g: Tensor) -> dict[str, Tensor]:
+    """The nodes of one layer from its residual ``h`` and gradient ``g`` (``(seq, d_model)``): ``codes, err`` from
+    ``h``; ``attribution = z_f * (W_dec[:, f] . g)`` for the k active codes only (their k decoder rows gathered,
+    never a dense ``(seq, d_sae)`` product), and ``err . g``. Because the splice passes gradients straight through,
+    ``d metric / d z_f = W_dec[:, f] . g`` exactly: these are the spliced pass's numbers."""
+    with torch.no_grad():
+        codes = sae.encode_sparse(h)
+        err = h - sae.decode_sparse(codes.ids, codes.values).to(h.dtype)
+        gd = g.to(sae.dtype)
+        rows = sae.W_dec.T  # (d_sae, d_model), contiguous: one row per feature
+        k = codes.ids.shape[-1]
+        chunk = max(1, GATHER_ELEMENTS // max(1, k * h.shape[-1]))
+        gz = torch.cat([torch.bmm(rows[codes.ids[i:i + chunk]], gd[i:i + chunk, :, None])[..., 0]
+                        for i in range(0, h.shape[0], chunk)])
+        return _pack(codes.ids, codes.values, codes.values * gz, err, (err * g).sum(-1))
+
+
+def _grad_x_act(scope: "Scope", ids: Tensor, target: Target,
+                layers: list[int]) -> tuple[Tensor, dict[int, dict[str, Tensor]]]:
+    """One forward + one backward for every layer at once (:func:`residual_grads`), then the SAEs pass through the
+    bank one layer at a time (:func:`layer_nodes`), so the bank's budget never has to hold them together.
+    Returns the clean logits and the nodes."""
+    logits, hs, gs = residual_grads(scope, ids, target, layers)
     out: dict[int, dict[str, Tensor]] = {}
-    for n, g in zip(layers, grads):
-        h = resid.pop(n)[0]
-        g = torch.zeros_like(h) if g is None else g[0]
-        sae = scope.saes.get(n)
-        with torch.no_grad():
-            codes = sae.encode_sparse(h)
-            err = h - sae.decode_sparse(codes.ids, codes.values).to(h.dtype)
-            gz = (g.to(sae.dtype) @ sae.W_dec).gather(-1, codes.ids)  # W_dec[:, f] . g for the active f
-            out[n] = _pack(codes.ids, codes.values, codes.values * gz, err, (err * g).sum(-1))
-        del sae
-    return out
+    for n in layers:
+        out[n] = layer_nodes(scope.saes.get(n), hs.pop(n), gs.pop(n))
+    return logits, out
 
 
-def _integrated_gradients(scope: "Scope", ids: Tensor, target: Target, layers: list[int],
-                          steps: int) -> dict[int, dict[str, Tensor]]:
+IG_MEMORY_BYTES = 1 << 30  # default budget for one IG micro-batch's saved activations
+SAVED_PER_TOKEN_LAYER = 32  # d_model-sized tensors autograd keeps per token per layer (a generous estimate:
+#                             norms, gates, the MLP's intermediate, attention / DeltaNet internals)
+
+
+def ig_batch_size(scope: "Scope", seq: int, layer: int, steps: int, budget: int | None = None) -> int:
+    """How many IG steps one forward + backward may hold: the batch's saved activations (``seq`` tokens, the
+    layers from ``layer`` on, :data:`SAVED_PER_TOKEN_LAYER` ``d_model`` vectors each) within ``budget`` bytes;
+    at least 1, at most ``steps``. ``budget`` defaults to :data:`IG_MEMORY_BYTES`."""
+    budget = IG_MEMORY_BYTES if budget is None else budget
+    elem = next(scope.model.parameters()).element_size()
+    per_row = seq * (scope.n_layers - layer) * SAVED_PER_TOKEN_LAYER * scope.d_model * elem
+    return max(1, min(steps, budget // max(1, per_row)))
+
+
+def check_ig_batch(ig_batch: Any) -> int | None:
+    if ig_batch is None:
+        return None
+    if isinstance(ig_batch, bool) or not isinstance(ig_batch, int) or ig_batch < 1:
+        raise AttributionError(f"ig_batch must be None or a positive int, got {ig_batch!r}")
+    return ig_batch
+
+
+def _integrated_gradients(scope: "Scope", ids: Tensor, target: Target, layers: list[int], steps: int,
+                          ig_batch: int | None = None) -> dict[int, dict[str, Tensor]]:
+    """Per layer, the mean gradient over ``steps`` midpoints of the path ``alpha * layer output`` (to ``b_dec``),
+    run in micro-batches of ``ig_batch`` steps (None: as many as :func:`ig_batch_size` allows): each step's row is
+    independent, so the micro-batches' gradient sums add up to the one-batch result (to float rounding)."""
     alphas = (torch.arange(steps, dtype=torch.float32) + 0.5) / steps  # midpoint rule on [0, 1]
-    batch = ids.expand(steps, -1)
     out: dict[int, dict[str, Tensor]] = {}
     for n in layers:
         sae = scope.saes.get(n)
-        with sae_splice(scope.layers, {n: sae}, alphas={n: alphas}) as nodes:
-            logits = forward_logits(scope, batch)
-        m = _scalar_metric(target, logits).sum()
-        nd = nodes[n]
-        gv, ge = torch.autograd.grad(m, [nd.values, nd.err], allow_unused=True)
-        gv = torch.zeros_like(nd.values) if gv is None else gv
-        ge = torch.zeros_like(nd.err) if ge is None else ge
-        z, e = nd.clean_values[0], nd.clean_err[0]
-        out[n] = _pack(nd.ids[0], z, z * gv.mean(0), e, (e * ge.mean(0)).sum(-1))
-        del sae, nodes, logits, m, gv, ge
+        size = ig_batch or ig_batch_size(scope, ids.shape[1], n, steps)
+        gv_sum = ge_sum = None
+        for chunk in alphas.split(size):
+            with sae_splice(scope.layers, {n: sae}, alphas={n: chunk}) as nodes:
+                logits = forward_logits(scope, ids.expand(len(chunk), -1))
+            m = _scalar_metric(target, logits).sum()
+            nd = nodes[n]
+            gv, ge = torch.autograd.grad(m, [nd.values, nd.err], allow_unused=True)
+            gv = torch.zeros_like(nd.values) if gv is None else gv
+            ge = torch.zeros_like(nd.err) if ge is None else ge
+            gv_sum = gv.sum(0) if gv_sum is None else gv_sum + gv.sum(0)
+            ge_sum = ge.sum(0) if ge_sum is None else ge_sum + ge.sum(0)
+            ids_n, z, e = nd.ids[0], nd.clean_values[0], nd.clean_err[0]
+            del nodes, logits, m, gv, ge, nd
+        out[n] = _pack(ids_n, z, z * (gv_sum / steps), e, (e * (ge_sum / steps)).sum(-1))
+        del sae
     return out
 
 
@@ -167,7 +197,7 @@ def _pack(ids: Tensor, values: Tensor, attr: Tensor, err: Tensor, err_attr: Tens
 
 
 def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, layers: Any = None,
-              method: str = "grad_x_act", steps: int = 8) -> "Attribution":
+              method: str = "grad_x_act", steps: int = 8, ig_batch: int | None = None) -> "Attribution":
     """Attribute ``target`` at ``position`` of ``prompt`` to the SAE features (and error nodes) of ``layers``.
 
     See :meth:`qscope_widgets.Scope.attribute` for the arguments; every argument is checked before any hook goes
@@ -180,32 +210,31 @@ def attribute(scope: "Scope", prompt: Any, target: Any, *, position: int = -1, l
         raise AttributionError(f"unknown attribution method {method!r}; expected one of {', '.join(METHODS)}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise AttributionError(f"steps must be a positive int, got {steps!r}")
+    ig_batch = check_ig_batch(ig_batch)
     ids = scope.tokenize(prompt)
     pos = check_position(position, ids.shape[1])
     ids = ids[:, :pos + 1]  # later tokens cannot influence this position (causal model)
     layer_list = resolve_layers(scope, layers)
     tgt = resolve_target(target, scope.tokenizer, vocab_size(scope), scope.token_strings)
     with scope.lock:
-        with torch.inference_mode(False), torch.no_grad():
-            clean_logits = forward_logits(scope, ids)[0]
-        if tgt.kind == "callable":  # validate the callable on real logits before the expensive passes
-            probe = clean_logits.detach().clone().requires_grad_(True)
-            with torch.inference_mode(False), torch.enable_grad():
-                _scalar_metric(tgt, probe)
+        if method == "grad_x_act":  # its own forward is the plain one: the clean logits come out of it
+            with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
+                clean_logits, per_layer = _grad_x_act(scope, ids, tgt, layer_list)
+        else:
+            with torch.inference_mode(False), torch.no_grad():
+                clean_logits = forward_logits(scope, ids)[0]
+            if tgt.kind == "callable":  # validate the callable on real logits before the expensive passes
+                probe = clean_logits.detach().clone().requires_grad_(True)
+                with torch.inference_mode(False), torch.enable_grad():
+                    _scalar_metric(tgt, probe)
+            with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
+                per_layer = _integrated_gradients(scope, ids, tgt, layer_list, steps, ig_batch)
         metric = float(tgt.metric(clean_logits).detach())
-        streamed = not fits_in_bank(scope, layer_list)
-        with frozen_weights(scope.model), torch.inference_mode(False), torch.enable_grad():
-            if method == "grad_x_act":
-                fn = _grad_x_act_streamed if streamed else _grad_x_act
-                per_layer = fn(scope, ids, tgt, layer_list)
-            else:
-                per_layer = _integrated_gradients(scope, ids, tgt, layer_list, steps)
     probs = clean_logits.softmax(-1)
     top_p, top_i = probs.topk(min(10, probs.shape[-1]))
     return Attribution(
         scope=scope, token_ids=ids[0].cpu(), tokens=scope.token_strings(ids[0]), position=pos, target=tgt,
         method=method, steps=steps if method == "ig" else None, layers=layer_list, nodes=per_layer, metric=metric,
         predictions=[(scope.token_strings([int(i)])[0], int(i), float(p)) for p, i in zip(top_p, top_i)],
-        meta={"latency_s": time.perf_counter() - t0, "streamed": streamed and method == "grad_x_act",
-              "prompt": prompt if isinstance(prompt, str) else None},
+        meta={"latency_s": time.perf_counter() - t0, "prompt": prompt if isinstance(prompt, str) else None},
     )

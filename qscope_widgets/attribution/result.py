@@ -83,6 +83,13 @@ class Attribution:
                 f"({self.tokens[self.position]!r}), metric={self.metric:.3f}, method={self.method}, "
                 f"layers={self.layers}, error_share={self.error_share:.2f})")
 
+    def _repr_html_(self, n_nodes: int = 15) -> str:
+        """The notebook display: the prompt coloured by each position's total attribution, then the strongest
+        nodes (``qscope_widgets.html.attribution_html``, a core renderer: the import runs downward)."""
+        from ..html import attribution_html
+
+        return attribution_html(self, n_nodes=n_nodes)
+
     # ------------------------------------------------------------------------------------------ tables
     def _labels(self, layer: int, features: np.ndarray) -> list[str]:
         idx = getattr(self.scope, "feature_index", None)

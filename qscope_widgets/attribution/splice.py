@@ -63,7 +63,8 @@ def frozen_weights(model: nn.Module) -> Iterator[None]:
 def sae_splice(layers: nn.ModuleList, saes: Mapping[int, SparseAutoencoder], *,
                alphas: Mapping[int, Tensor] | None = None) -> Iterator[dict[int, LayerNodes]]:
     """Splice ``saes`` (``{layer: sae}``) into ``layers`` for the block; yields ``{layer: LayerNodes}``, filled by
-    each forward. ``alphas``: ``{layer: (batch,) scale}`` puts that layer on the integrated-gradients path."""
+    each forward. ``alphas``: ``{layer: (batch,) scale}`` puts that layer on the integrated-gradients path
+    (``(batch, seq)``: a scale per row and position, e.g. a path that moves some positions only)."""
     alphas = dict(alphas or {})
     nodes: dict[int, LayerNodes] = {}
 
@@ -82,8 +83,9 @@ def sae_splice(layers: nn.ModuleList, saes: Mapping[int, SparseAutoencoder], *,
                 new_h = h + (x_hat - x_hat.detach()) + (err - err.detach())
             else:
                 a = alpha.to(device=h.device)
-                values = (codes.values.detach() * a.to(codes.values.dtype)[:, None, None]).requires_grad_(True)
-                err = (clean_err * a.to(h.dtype)[:, None, None]).requires_grad_(True)
+                a = a[:, None, None] if a.ndim == 1 else a[:, :, None]  # per row, or per row and position
+                values = (codes.values.detach() * a.to(codes.values.dtype)).requires_grad_(True)
+                err = (clean_err * a.to(h.dtype)).requires_grad_(True)
                 new_h = sae.decode_sparse(codes.ids, values).to(h.dtype) + err
             nodes[idx] = LayerNodes(idx, codes.ids, values, err, codes.values.detach(), clean_err)
             return (new_h,) + tuple(output[1:]) if isinstance(output, tuple) else new_h

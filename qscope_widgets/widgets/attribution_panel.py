@@ -1,10 +1,17 @@
 """The attribution panel: why does the model predict ``attribution_target`` at the selected token (else the last)?
 
-A pure function of the cached traces' request (prompt, active edits) and two inputs (``attribution_target``,
-``selected_token``). Attribution needs a backward pass, so it runs where forwards run: in the view's worker
-(``RunScheduler``), and its result is cached per (prompt, edits, target, position) in :data:`CACHE`, so view-only
+A pure function of the cached traces' request (prompt, active edits) and three inputs (``attribution_target``,
+``attribution_position``, ``selected_token``). Attribution needs a backward pass, so it runs where forwards run: in
+the view's worker (``RunScheduler``, so it is numbered like every request and a stale one is never drawn over a
+newer one), and its result is cached per scope (:func:`cache_for`, weakly keyed: the cache never keeps a Scope
+alive, and a new Scope never finds another's entries) and per (prompt, edits, target, position), so view-only
 changes (layer, colour, feature) neither recompute it (not in ``depends``) nor, when they do re-run the panel
 because the traces were re-made, repeat the backward pass.
+
+The position attributed is ``attribution_position`` when it is a token of the prompt, else the last. The views
+resolve it: :class:`AttributionView` sends its selected token (a click on a token attributes the prediction made
+there); the explorer fixes it to the prediction that was clicked (or, for a target set from Python, the selected
+token at that moment), so later token clicks there cost nothing.
 
 Outputs (docs/widget-contract.md, "Panel attribution"): ``attribution_grid`` (float32 ``layers x positions``,
 every node's attribution summed per cell, error nodes included), ``attribution`` (shape, top nodes, error share,
@@ -14,6 +21,8 @@ graph nodes and strongest edges as plain lists for the front end's own SVG), ``a
 
 from __future__ import annotations
 
+import dataclasses
+import weakref
 from collections import OrderedDict
 from threading import Lock
 from typing import Any
@@ -54,12 +63,23 @@ def check_attribution_target(scope: Any, value: Any) -> str:
     return value
 
 
+def check_attribution_position(scope: Any, value: Any) -> int:
+    """``-1`` (follow the selected token) or a token index ``>= 0`` (checked against the prompt when used)."""
+    from ..attribution.targets import AttributionError
+
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < -1:
+        raise AttributionError(f"attribution_position must be an int >= -1 (-1: the selected token, else the "
+                               f"last), got {value!r}")
+    return int(value)
+
+
 register_input("attribution_target", lambda: t.Unicode(""), validate=check_attribution_target)
+register_input("attribution_position", lambda: t.Int(-1), validate=check_attribution_position)
 
 
-def attribution_position(n_tokens: int, selected_token: int) -> int:
-    """The position attributed: the selected token, else the last one."""
-    return selected_token if 0 <= selected_token < n_tokens else n_tokens - 1
+def attribution_position(n_tokens: int, position: int) -> int:
+    """The position attributed: ``position`` when it is a token of the prompt, else the last one."""
+    return position if 0 <= position < n_tokens else n_tokens - 1
 
 
 def attribution_grid(attr: Any) -> np.ndarray:
@@ -101,30 +121,46 @@ def attribution_outputs(attr: Any, *, top: int = TOP_NODES, graph_nodes: int = G
 
 
 class AttributionCache:
-    """Attributions and their outputs by (prompt, edits, target, position): LRU, thread-safe."""
+    """One scope's attributions and their outputs by (prompt, edits, target, position): LRU, thread-safe. The
+    stored :class:`~qscope_widgets.attribution.Attribution` is kept without its scope (given back on
+    :meth:`get`), so the cache never keeps a Scope (its model, its SAEs) alive."""
 
     def __init__(self, size: int = CACHE_SIZE):
         self._d: OrderedDict[tuple, tuple[Any, dict[str, Any]]] = OrderedDict()
         self._size, self._lock = size, Lock()
         self.computed = 0
 
-    def get(self, key: tuple) -> tuple[Any, dict[str, Any]] | None:
+    def get(self, scope: Any, key: tuple) -> tuple[Any, dict[str, Any]] | None:
         with self._lock:
             hit = self._d.get(key)
-            if hit is not None:
-                self._d.move_to_end(key)
-            return hit
+            if hit is None:
+                return None
+            self._d.move_to_end(key)
+        return dataclasses.replace(hit[0], scope=scope), hit[1]
 
     def put(self, key: tuple, value: tuple[Any, dict[str, Any]]) -> None:
         with self._lock:
             self.computed += 1
-            self._d[key] = value
+            self._d[key] = (dataclasses.replace(value[0], scope=None), value[1])
             while len(self._d) > self._size:
                 self._d.popitem(last=False)
 
+    def __len__(self) -> int:
+        return len(self._d)
 
-CACHE = AttributionCache()
+
+_CACHES: "weakref.WeakKeyDictionary[Any, AttributionCache]" = weakref.WeakKeyDictionary()
+_CACHES_LOCK = Lock()
 EMPTY = {"attribution_grid": b"", "attribution": {}, "attribution_check": {}}
+
+
+def cache_for(scope: Any) -> AttributionCache:
+    """The attribution cache of ``scope`` (weakly keyed: it goes when the scope goes)."""
+    with _CACHES_LOCK:
+        cache = _CACHES.get(scope)
+        if cache is None:
+            cache = _CACHES[scope] = AttributionCache()
+        return cache
 
 
 def attribute_request(scope: Any, prompt: str, edits: tuple, target: str, position: int) -> Any:
@@ -141,24 +177,27 @@ def cached_attribution(p: PanelInput) -> tuple[Any, dict[str, Any]] | None:
     target = p.inputs.get("attribution_target", "")
     if not target:
         return None
-    pos = attribution_position(len(p.trace), p.view.selected_token)
+    pos = attribution_position(len(p.trace), int(p.inputs.get("attribution_position", -1)))
     edits = tuple(p.traces.request.edits)
-    key = (id(p.scope), p.traces.request.prompt, edits, target, pos)
-    hit = CACHE.get(key)
+    key = (p.traces.request.prompt, edits, target, pos)
+    cache = cache_for(p.scope)
+    hit = cache.get(p.scope, key)
     if hit is None:
         attr = attribute_request(p.scope, p.traces.request.prompt, edits, target, pos)
         hit = (attr, attribution_outputs(attr))
-        CACHE.put(key, hit)
+        cache.put(key, hit)
     return hit
 
 
-@panel("attribution", inputs=("attribution_target", "selected_token"),
-       depends=("attribution_target", "selected_token"),
+@panel("attribution", inputs=("attribution_target", "selected_token", "attribution_position"),
+       depends=("attribution_target", "attribution_position"),
        outputs={"attribution_grid": lambda: t.Bytes(b""), "attribution": lambda: t.Dict(),
                 "attribution_check": lambda: t.Dict()})
 def attribution_panel(p: PanelInput) -> dict[str, Any]:
     """Layer x position attribution grid, the top nodes with the error share, and the attribution graph of
-    ``attribution_target`` at the selected token (else the last); empty when no target is set."""
+    ``attribution_target`` at ``attribution_position`` (else the last token); empty when no target is set. (The
+    views resolve the position: the attribution view sends the selected token, the explorer the position of the
+    prediction clicked.)"""
     hit = cached_attribution(p)
     if hit is None:
         return dict(EMPTY)

@@ -12,17 +12,18 @@ from . import sweep_panel  # noqa: F401 - registers the steering sweep panel
 from . import dashboard_panel  # noqa: F401 - registers the feature dashboard panel
 from .live_steering import LiveSteering
 from .scope_widget import ScopeWidget, WidgetInputError, latest_explorer, live_widgets
-from .attribution_view import AttributionView
+from .attribution_view import AttributionView, ExplorerAttribution
 
 __all__ = ["Explorer", "TokenHeatmap", "FeatureSidebar", "SteeringPanel", "LayerScrubber", "ScopeWidget",
            "LiveSteering", "WidgetInputError", "latest_explorer", "live_widgets", "VIEWS", "AttributionView"]
 
 
-class Explorer(ScopeWidget):
-    """Token heatmap + feature sidebar + steering sliders + layer scrubber + status line, live on a Scope."""
+class Explorer(ExplorerAttribution, ScopeWidget):
+    """Token heatmap + feature sidebar + steering sliders + layer scrubber + status line, live on a Scope; click a
+    predicted next token to see which features made the model predict it (the attribution panel)."""
 
     _view = t.Unicode("explorer").tag(sync=True)
-    panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "dashboard")
+    panels = ("heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "dashboard", "attribution")
 
     def attribute(self, target: object, **kwargs: object) -> AttributionView:
         """An :class:`AttributionView` of this prompt, layer, selected token and steering, explaining ``target``."""
