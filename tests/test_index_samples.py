@@ -262,3 +262,18 @@ def test_windows_are_stored_as_ids_and_read_back_through_the_vocabulary_file(sco
     idx = FeatureIndex.load(out)
     with pytest.raises(FeatureIndexError, match="vocab.parquet is missing"):
         idx.contexts(1)
+
+
+def test_key_order_settles_equal_keys_by_document_then_position():
+    from qscope_widgets.index.accumulator import NO_KEY, _key_order, _lex_order
+
+    g = torch.Generator().manual_seed(5)
+    group = torch.randint(0, 3, (200,), generator=g)
+    key = torch.randint(0, 4, (200,), generator=g)  # many equal keys within a group: the four-key sort decides
+    doc, pos = torch.randint(0, 5, (200,), generator=g), torch.randperm(200, generator=g)
+    assert torch.equal(_key_order(group, key, doc, pos), _lex_order(group, key, doc, pos))
+    unique = torch.randperm(200, generator=g)  # no ties: the two-sort path gives the same order
+    assert torch.equal(_key_order(group, unique, doc, pos), _lex_order(group, unique, doc, pos))
+    empty = torch.full((6,), NO_KEY)
+    assert _key_order(torch.zeros(6, dtype=torch.long), empty, torch.full((6,), -1), torch.full((6,), -1)).tolist() \
+        == list(range(6))
