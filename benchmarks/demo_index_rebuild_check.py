@@ -40,11 +40,11 @@ def main(old_dir: str, contexts_per_layer: int = 40) -> None:
         live = (fo["count"] > 0) & (fn["count"] > 0)
         rel = ((fn.density - fo.density).abs() / fo.density)[live]
         co, cn = old.contexts(n), new.contexts(n)
-        moved = (co.document.values != cn.document.values) | (co.position.values != cn.position.values) \
-            if len(co) == len(cn) else np.ones(1, bool)
+        moved = f"{int(((co.document.values != cn.document.values) | (co.position.values != cn.position.values)).sum())}" \
+            if len(co) == len(cn) else f"n/a (rows {len(co)} -> {len(cn)})"
         print(f"layer {n}: differing cells {diff}; density |rel. change| median {rel.median():.4f} max "
               f"{rel.max():.3f}; labels changed {diff.get('label', 0)}/{len(fo)}; top contexts at another "
-              f"(document, position): {int(moved.sum())}/{len(co)}")
+              f"(document, position): {moved}/{len(co)}")
         errs = {"old": [], "new": []}
         rows = cn[cn.position < 128].drop_duplicates("document").head(contexts_per_layer)
         for r in rows.itertuples():
