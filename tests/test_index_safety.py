@@ -58,7 +58,7 @@ def test_second_build_into_a_finished_index_is_refused_unless_overwrite(scope2, 
     again = build_index(scope2, DOCS_B, out_dir=out, layers=[1], overwrite=True, **KW)
     assert again.layers == [1] and not (out / "layer2").exists()
     assert again.meta["build_id"] != first.meta["build_id"]
-    assert sorted(p.name for p in out.iterdir()) == ["layer1", "meta.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["layer1", "meta.json", "vocab.parquet"]
 
 
 def test_load_refuses_layers_of_another_build(scope2, tmp_path):

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -216,13 +217,15 @@ def test_card_samples_schema_and_token_ids(scope2, tmp_path):
 def test_an_index_written_before_samples_still_loads(scope2, tmp_path):
     out = tmp_path / "old"
     build_index(scope2, DOCS, out_dir=out, layers=[1], chunk_len=16, top_n=4, sample_n=SAMPLE_N, progress=False)
-    # turn it into the old format: no kind / token_ids columns, no sample rows, no sample_n in the settings
+    # turn it into the old format: token strings stored, no kind / token_ids columns, no sample rows, no
+    # vocab.parquet, no sample_n in the settings
     path = out / "layer1" / "contexts.parquet"
-    table = pq.read_table(path)
-    build = table.schema.metadata[BUILD_KEY].decode()
-    mask = [k == "top" for k in table.column("kind").to_pylist()]
-    old = table.filter(mask).drop(["kind", "token_ids"])
+    build = pq.read_schema(path).metadata[BUILD_KEY].decode()
+    new = FeatureIndex.load(out).contexts(1)  # the top rows, token strings read back through vocab.parquet
+    old = pa.Table.from_pandas(new.drop(columns=["kind", "token_ids"]), preserve_index=False)
+    assert old.column_names == ["feature", "rank", "activation", "document", "position", "tokens", "acts", "center"]
     write_table(path, old, build)
+    (out / "vocab.parquet").unlink()
     meta = json.loads((out / "meta.json").read_text())
     del meta["settings"]["sample_n"]
     write_json(out / "meta.json", meta)
@@ -233,8 +236,44 @@ def test_an_index_written_before_samples_still_loads(scope2, tmp_path):
     card = idx.feature(1, f)
     assert card["samples"] == [] and card["contexts"]
     assert all(c["token_ids"] == [] and c["tokens"] for c in card["contexts"])
+    assert [c["tokens"] for c in card["contexts"]] == [list(t) for t in new[new.feature == f].tokens]
     assert len(idx.contexts(1, f)) == len(card["contexts"]) and len(idx.contexts(1, f, kind="all")) == len(
         card["contexts"])
     from qscope_widgets.index.records import IndexSettings
 
     assert IndexSettings.from_dict(meta["settings"]).sample_n == 0
+
+
+def test_windows_are_stored_as_ids_and_read_back_through_the_vocabulary_file(scope2, tmp_path):
+    out = tmp_path / "idx"
+    build_index(scope2, DOCS, out_dir=out, layers=[1], chunk_len=16, sample_n=SAMPLE_N, progress=False)
+    assert "tokens" not in pq.read_schema(out / "layer1" / "contexts.parquet").names
+    vocab = pq.read_table(out / "vocab.parquet").column("token").to_pylist()
+    assert vocab == scope2.token_strings(list(range(len(scope2.tokenizer))))
+    ctx = FeatureIndex.load(out).contexts(1, kind="all")
+    assert all(list(t) == [vocab[i] for i in ids] for t, ids in zip(ctx.tokens, ctx.token_ids))
+    # a vocabulary file of another build is refused on load; a missing one is named when contexts are read
+    from qscope_widgets.errors import FeatureIndexError
+
+    write_table(out / "vocab.parquet", pa.table({"token": vocab}), "another-build")
+    with pytest.raises(FeatureIndexError, match="vocab.parquet comes from another build"):
+        FeatureIndex.load(out)
+    (out / "vocab.parquet").unlink()
+    idx = FeatureIndex.load(out)
+    with pytest.raises(FeatureIndexError, match="vocab.parquet is missing"):
+        idx.contexts(1)
+
+
+def test_key_order_settles_equal_keys_by_document_then_position():
+    from qscope_widgets.index.accumulator import NO_KEY, _key_order, _lex_order
+
+    g = torch.Generator().manual_seed(5)
+    group = torch.randint(0, 3, (200,), generator=g)
+    key = torch.randint(0, 4, (200,), generator=g)  # many equal keys within a group: the four-key sort decides
+    doc, pos = torch.randint(0, 5, (200,), generator=g), torch.randperm(200, generator=g)
+    assert torch.equal(_key_order(group, key, doc, pos), _lex_order(group, key, doc, pos))
+    unique = torch.randperm(200, generator=g)  # no ties: the two-sort path gives the same order
+    assert torch.equal(_key_order(group, unique, doc, pos), _lex_order(group, unique, doc, pos))
+    empty = torch.full((6,), NO_KEY)
+    assert _key_order(torch.zeros(6, dtype=torch.long), empty, torch.full((6,), -1), torch.full((6,), -1)).tolist() \
+        == list(range(6))

@@ -179,7 +179,7 @@ def test_summary_rows_are_json_friendly():
 
 
 # ------------------------------------------------------------------------------------------------ label scores
-def test_sidebar_rows_carry_the_label_score_from_the_index(demo):
+def test_sidebar_rows_carry_the_label_score_from_the_index(demo, tmp_path):
     ex = Explorer(demo, PROMPT, layer=3)
     try:
         idx = demo.feature_index
@@ -193,9 +193,19 @@ def test_sidebar_rows_carry_the_label_score_from_the_index(demo):
                 assert row["label"] == card["scored_label"]  # the score belongs to the label shown
             assert row["label_weak"] == card["label_weak"]
         assert any(r["label_score"] is not None for r in ex.sidebar)
-        # a layer without label scores: no score, no weak flag
-        ex.layer = 2
-        ex.wait()
+    finally:
+        ex.close()
+    # a layer without label scores: no score, no weak flag (every shipped layer is scored: drop layer 2's in a copy)
+    import shutil
+
+    from qscope_widgets import Scope
+
+    shutil.copytree(demo.feature_index.path, tmp_path / "index")
+    (tmp_path / "index" / "layer2" / "label_scores.parquet").unlink()
+    other = Scope.demo()
+    other.load_index(tmp_path / "index")
+    ex = Explorer(other, PROMPT, layer=2)
+    try:
         assert ex.sidebar and all(r["label_score"] is None and r["label_weak"] is None for r in ex.sidebar)
     finally:
         ex.close()

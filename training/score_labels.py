@@ -46,9 +46,14 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {n} | {live} | {df.label_score.notna().sum()} | {both.label_score.median():.3f} | "
               f"{both.old_label_score.median():.3f} | {(both.label_score > both.old_label_score).mean():.0%} | "
               f"{df.label_weak.mean():.0%} | {(df.label_score >= 0.7).mean():.0%} |", flush=True)
-        if not args.no_write:
-            out = scope.feature_index.path / f"layer{n}" / "label_scores.parquet"
-            df.to_parquet(out, index=False, compression="zstd")
+        if not args.no_write:  # stamped with the index's build id: FeatureIndex.load refuses a file of another build
+            import pyarrow as pa
+
+            from qscope_widgets.index.files import LABEL_SCORES, write_table
+
+            index = scope.feature_index
+            write_table(index.path / f"layer{n}" / LABEL_SCORES, pa.Table.from_pandas(df, preserve_index=False),
+                        index.meta.get("build_id"), compression="zstd")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
     idx.features(3)            # DataFrame, one row per feature: density, max / quantiles, histogram, label, ...
     idx.feature(3, 117)        # dict for the dashboard (idx.card(3, 117): the same as a typed FeatureCard)
     idx.contexts(3, 117)       # DataFrame of its top contexts
+    idx.contexts(3, 117, kind="sample")   # a uniform random sample of its firings (every activation range)
     idx.search("God")          # by label / explanation / top tokens; where="contexts" searches context text
     idx.attach_labels("neuronpedia_export.json", layer=3)
     search_by_example(scope, "In the beginning", 3)   # which features fire on this phrase

@@ -36,6 +36,7 @@ from .budget import layer_passes
 from .corpus import CorpusReport, chunk_documents, corpus_length, is_one_shot
 from .files import (FORMAT, META_FILE, STATE_FILE, build_id, clear_build_state, clear_index, layer_dir,
                     torch_save, write_json)
+from .writer import write_vocab
 from .reader import FeatureIndex
 from .records import Chunk, IndexSettings
 from .vocab import vocab_strings
@@ -377,8 +378,10 @@ def write_index(plan: BuildPlan, layers: list[int], accs: dict[int, FeatureAccum
     return bid
 
 
-def write_meta(plan: BuildPlan, digest: str, report: dict, seconds: float, **extra: Any) -> FeatureIndex:
-    """Write ``meta.json`` last (it marks the index finished), drop layer folders of older builds, and open it."""
+def write_meta(plan: BuildPlan, digest: str, report: dict, seconds: float, vocab: list[str] | None = None,
+               **extra: Any) -> FeatureIndex:
+    """Write the vocabulary file, then ``meta.json`` last (it marks the index finished), drop layer folders of
+    older builds, and open it."""
     scope, s = plan.scope, plan.settings
     layers = list(s.layers)
     sae0 = scope.saes.get(layers[0])
@@ -388,11 +391,13 @@ def write_meta(plan: BuildPlan, digest: str, report: dict, seconds: float, **ext
     for n in layers[1:]:  # from the written files: no SAE needs to be loaded again
         d_sae[str(n)] = pq.read_metadata(layer_dir(plan.out, n) / "features.parquet").num_rows
     clear_index(plan.out, keep_layers=set(layers))
+    bid = build_id(s.to_dict(), digest, scope.name, sae0.cfg.release)
+    write_vocab(plan.out, vocab if vocab is not None else vocab_strings(scope), bid)
     meta = {
         "format": FORMAT, "model": scope.name, "layers": layers, "d_sae": d_sae, "tokens": report["tokens"],
         "report": report, "groups": list(s.groups), "settings": s.to_dict(), "seconds": seconds,
         "sae_release": sae0.cfg.release, "corpus_digest": digest,
-        "build_id": build_id(s.to_dict(), digest, scope.name, sae0.cfg.release), **extra,
+        "build_id": bid, **extra,
     }
     write_json(plan.out / META_FILE, meta)
     return FeatureIndex.load(plan.out, scope=scope)
@@ -478,7 +483,7 @@ def build_index(
         prog.finished += group
         prog.accs, prog.batches, prog.chain = None, 0, ""
         save_state(state_path, plan, prog)  # a resume skips the passes already written
-    index = write_meta(plan, prog.digest, prog.report, time.perf_counter() - t0)
+    index = write_meta(plan, prog.digest, prog.report, time.perf_counter() - t0, vocab)
     state_path.unlink(missing_ok=True)
     index.report = CorpusReport(**prog.report)
     return index

@@ -131,7 +131,7 @@ def build_index_distributed(scope: "Scope", corpus: Any, *, out_dir: Any, resume
         save_state(state_path, plan, prog)
     index = None
     if rank == 0:
-        index = write_meta(plan, prog.digest, prog.report, time.perf_counter() - t0)
+        index = write_meta(plan, prog.digest, prog.report, time.perf_counter() - t0, vocab)
     dist.barrier(group=process_group)
     if rank == 0:
         clear_build_state(plan.out)
@@ -240,7 +240,7 @@ def merge_shards(scope: "Scope", out_dir: Any, *, overwrite: bool = False,
                 raise QScopeError(f"the shard file {p} is missing or damaged ({exc}); rebuild shard {r} with "
                                   "build_shard(..., resume=False)") from None
         write_index(plan, [n], {n: merge_states(states, settings)}, digest, vocab)
-    index = write_meta(plan, digest, report, time.perf_counter() - t0)
+    index = write_meta(plan, digest, report, time.perf_counter() - t0, vocab)
     clear_build_state(out)
     index.report = CorpusReport(**report)
     return index

@@ -5,7 +5,9 @@ Layout (one folder the user names)::
     meta.json                     written last: its presence means "a finished index" (format, model, layers,
                                   d_sae per layer, tokens, corpus report, groups, settings, build_id, ...)
     layer{n}/features.parquet     one row per feature (see reader.py)
-    layer{n}/contexts.parquet     top-N contexts, sorted by feature then rank
+    layer{n}/contexts.parquet     top-N and sampled contexts, sorted by feature, kind, rank
+    vocab.parquet                 the readable string of every token id (row i = id i): context windows are
+                                  stored as token ids and read back as strings through it
     _build_state.pt               only while a build is unfinished: the checkpoint a resume starts from
     _shards/                      only for sharded builds: per-shard checkpoints and finished shard states
 
@@ -36,6 +38,7 @@ STATE_FILE = "_build_state.pt"
 SHARD_DIR = "_shards"
 LAYER_FILES = ("features.parquet", "contexts.parquet")
 LABEL_SCORES = "label_scores.parquet"  # optional per layer: scored labels (index/labels.py)
+VOCAB_FILE = "vocab.parquet"  # token id -> readable string (indexes written before samples have none)
 BUILD_KEY = b"qscope.build_id"
 _LAYER_DIR = re.compile(r"^layer(\d+)$")
 
@@ -132,8 +135,13 @@ def parquet_build(path: Path) -> str | None:
 
 
 def check_layers(root: Path, meta: dict[str, Any]) -> None:
-    """Every layer ``meta.json`` names has both files, from the same build as ``meta.json``."""
+    """Every layer ``meta.json`` names has both files, from the same build as ``meta.json`` (and so has the
+    vocabulary file, when there is one)."""
     want = meta.get("build_id")
+    vocab = Path(root) / VOCAB_FILE
+    if vocab.is_file() and want is not None and parquet_build(vocab) != want:
+        raise FeatureIndexError(f"{vocab} comes from another build than {Path(root) / META_FILE} ({want}): the "
+                                "folder mixes two index builds; rebuild it with overwrite=True")
     for n in meta["layers"]:
         optional = [LABEL_SCORES] if (layer_dir(root, n) / LABEL_SCORES).is_file() else []
         for name in list(LAYER_FILES) + optional:
@@ -174,6 +182,9 @@ def clear_index(root: Path, keep_layers: set[int] | None = None) -> None:
     those not in ``keep_layers``); the user's other files stay."""
     (Path(root) / META_FILE).unlink(missing_ok=True)
     _remove_temps(root, META_FILE)
+    if keep_layers is None:
+        (Path(root) / VOCAB_FILE).unlink(missing_ok=True)
+    _remove_temps(root, VOCAB_FILE)
     for n, d in layer_dirs(root).items():
         if keep_layers is None or n not in keep_layers:
             remove_layer(d)

@@ -16,7 +16,9 @@ Files (see :mod:`qscope_widgets.index.files` for the folder layout and its crash
                                   the activating token in ``tokens``), kind ("top": the top-N contexts; "sample":
                                   a uniform random sample of ``sample_n`` of the feature's firings, see
                                   accumulator.py), token_ids (the window's token ids, to rebuild the exact text).
-                                  Indexes written before samples lack kind and token_ids: all rows are "top".
+                                  The file stores token_ids; ``tokens`` is read back through vocab.parquet.
+                                  Indexes written before samples store tokens (strings) and lack kind, token_ids
+                                  and vocab.parquet: all their rows are "top" and their token_ids are [].
     layer{n}/label_scores.parquet optional: scored labels (index/labels.py score_labels): feature, scored_label,
                                   label_score, label_precision, label_recall, label_fires, label_weak, ...
 
@@ -56,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import FeatureIndexError, QScopeError, UnknownLayerError
 from .accumulator import hist_edges
-from .files import LABEL_SCORES, check_layers, layer_dir, read_meta, write_table
+from .files import LABEL_SCORES, VOCAB_FILE, check_layers, layer_dir, read_meta, write_table
 from .label_files import pick_column, read_labels
 from .labels import decoder_logit_tokens
 from .records import Context, FeatureCard
@@ -83,6 +85,7 @@ class FeatureIndex:
         self._features: dict[int, pd.DataFrame] = {}
         self._contexts: dict[int, pd.DataFrame] = {}
         self._vocab: list[str] | None = None
+        self._token_strings: Any = None  # vocab.parquet's strings (a pyarrow array), read on first use
         self.report = None
 
     @classmethod
@@ -170,7 +173,7 @@ class FeatureIndex:
         path = layer_dir(self.path, layer) / "contexts.parquet"
         if feature is None:
             if layer not in self._contexts:
-                self._contexts[layer] = _with_kind(self._read(path))
+                self._contexts[layer] = self._read_contexts(path)
             return _of_kind(self._contexts[layer], kind)
         feature = self._check_feature(layer, feature)
         if layer in self._contexts:
@@ -178,10 +181,52 @@ class FeatureIndex:
             lo, hi = df.feature.searchsorted([feature, feature + 1])  # rows are sorted by feature
             df = df.iloc[lo:hi]
         else:  # read only the row groups that can hold this feature, not the whole layer
-            df = _with_kind(self._read(path, filters=[("feature", "==", feature)]))
+            df = self._read_contexts(path, filters=[("feature", "==", feature)])
         df = _of_kind(df, kind)
         return df.sort_values(["kind", "rank"], key=lambda c: c.map(_KIND_ORDER) if c.name == "kind" else c,
                               kind="stable").reset_index(drop=True)
+
+    def _read_contexts(self, path: Path, **kwargs: Any) -> "pd.DataFrame":
+        """A contexts table as the API shows it, whatever its vintage: token strings read back from the stored ids
+        through ``vocab.parquet`` (in arrow, without a Python loop per row); an index written before samples has
+        only top contexts (``kind`` "top") and no token ids (empty lists)."""
+        import numpy as np
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path, **kwargs)
+        except (pa.ArrowException, OSError) as exc:
+            raise FeatureIndexError(f"{path} is damaged or missing ({exc}); rebuild the index with "
+                                    "overwrite=True") from None
+        if "tokens" not in table.column_names:
+            strings = self._token_table()
+            ids = table.column("token_ids").combine_chunks()
+            if isinstance(ids, pa.ChunkedArray):  # an empty table
+                ids = pa.array([], type=pa.list_(pa.int32()))
+            flat = ids.values.to_numpy(zero_copy_only=False)
+            if len(flat) and (flat.min() < 0 or flat.max() >= len(strings)):
+                raise FeatureIndexError(f"{path} has token ids outside the index's vocabulary of {len(strings)} "
+                                        "tokens: the index is damaged; rebuild it with overwrite=True")
+            tokens = pa.ListArray.from_arrays(ids.offsets, strings.take(pa.array(flat, type=pa.int64())))
+            table = table.add_column(min(5, table.num_columns), "tokens", tokens)
+        df = table.to_pandas()
+        if "kind" not in df.columns:
+            df["kind"] = "top"
+        if "token_ids" not in df.columns:
+            df["token_ids"] = [np.zeros(0, dtype=np.int32) for _ in range(len(df))]
+        return df
+
+    def _token_table(self) -> Any:
+        import pyarrow.parquet as pq
+
+        if self._token_strings is None:
+            path = self.path / VOCAB_FILE
+            if not path.is_file():
+                raise FeatureIndexError(f"{path} is missing: this index stores context windows as token ids and "
+                                        "reads them back through it; rebuild the index with overwrite=True")
+            self._token_strings = pq.read_table(path).column("token").combine_chunks()
+        return self._token_strings
 
     def _check_feature(self, layer: int, feature: Any) -> int:
         n = len(self.features(layer))
@@ -336,16 +381,6 @@ class FeatureIndex:
 
 
 _KIND_ORDER = {"top": 0, "sample": 1}
-
-
-def _with_kind(df: "pd.DataFrame") -> "pd.DataFrame":
-    """A contexts table with ``kind`` and ``token_ids`` columns: an index written before samples has only top
-    contexts, and no token ids (empty lists)."""
-    if "kind" not in df.columns:
-        df = df.assign(kind="top")
-    if "token_ids" not in df.columns:
-        df = df.assign(token_ids=[[] for _ in range(len(df))])
-    return df
 
 
 def _of_kind(df: "pd.DataFrame", kind: str) -> "pd.DataFrame":

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import QScopeError
 from .accumulator import FeatureAccumulator
-from .files import layer_dir, write_table
+from .files import VOCAB_FILE, layer_dir, write_table
 from .labels import auto_labels, decoder_logit_tokens, logit_token_cost
 
 if TYPE_CHECKING:
@@ -60,8 +60,9 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
     promoted, suppressed = _logit_tokens_for(scope, layer, vocab, count, logit_tokens)
     # contexts: one row per (feature, kind, rank), sorted by feature, then the top contexts (kind "top", rank =
     # activation order) before the sampled ones (kind "sample", rank = activation order within the sample); token
-    # windows as list<string> and list<int32> built without a Python loop per row; small row groups let the reader
-    # fetch one feature's rows without the whole layer
+    # windows as list<int32> ids (the reader maps them to strings through vocab.parquet: a third of the bytes of
+    # storing the strings too), built without a Python loop per row; small row groups let the reader fetch one
+    # feature's rows without the whole layer
     import pyarrow as pa
     vocab_arr = np.asarray(vocab, dtype=object)
     top = _context_rows(acc.top_vals, acc.top_refs, acc.top_tokens, acc.top_acts, by_activation=False)
@@ -78,13 +79,14 @@ def write_layer(out: Path, layer: int, acc: FeatureAccumulator, scope: "Scope", 
         "feature": pa.array(cols["feature"].astype(np.int32)), "rank": pa.array(cols["rank"].astype(np.int16)),
         "activation": pa.array(cols["activation"]),
         "document": pa.array(cols["document"]), "position": pa.array(cols["position"]),
-        "tokens": pa.ListArray.from_arrays(offsets, pa.array(vocab_arr[tok[keep]].tolist(), type=pa.string())),
         "acts": pa.ListArray.from_arrays(offsets, pa.array(np.round(acts[keep], 4).astype(np.float32))),
         "center": pa.array((tok[:, : acc.left] >= 0).sum(1).astype(np.int16)),
         "kind": pa.array(np.asarray(CONTEXT_KINDS, dtype=object)[kind].tolist(), type=pa.string()),
         "token_ids": pa.ListArray.from_arrays(offsets, pa.array(tok[keep].astype(np.int32))),
     })
-    write_table(d / "contexts.parquet", table, build, row_group_size=CONTEXT_ROW_GROUP)
+    write_table(d / "contexts.parquet", table, build, row_group_size=CONTEXT_ROW_GROUP,
+                column_encoding={"activation": "BYTE_STREAM_SPLIT", "acts.list.element": "BYTE_STREAM_SPLIT"},
+                use_dictionary=["kind"])
     tok = top["tokens"]
     contexts = pd.DataFrame({"feature": top["feature"], "activation": top["activation"],
                              "center_token": vocab_arr[np.maximum(tok[:, acc.left], 0)] if len(tok) else []})
@@ -125,6 +127,13 @@ def _context_rows(vals, refs, tokens, acts, *, by_activation: bool) -> dict[str,
         first = np.searchsorted(out["feature"], out["feature"])
         out["rank"] = np.arange(len(order)) - first
     return out
+
+
+def write_vocab(out: Path, vocab: list[str], build: str | None) -> None:
+    """``vocab.parquet``: row i is the readable string of token id i (how context windows are read back)."""
+    import pyarrow as pa
+
+    write_table(Path(out) / VOCAB_FILE, pa.table({"token": pa.array(list(vocab), type=pa.string())}), build)
 
 
 def write_features(path: Path, feats: "pd.DataFrame", build: str | None) -> None:
