@@ -141,6 +141,10 @@ def exercise_explorer(page, lab, shots: str | None) -> None:
         exercise_keys(page, kc)
         exercise_dashboard(page, kc)
         if shots:
+            # the explorer (with its dashboard and attribution rows) is taller than the window, and JupyterLab scrolls
+            # the notebook inside its own panel, which clips an element screenshot: make the window tall enough
+            height = int(page.evaluate(f"document.querySelector({EXPLORER!r}).getBoundingClientRect().height"))
+            page.set_viewport_size({"width": 1400, "height": max(1000, height + 400)})
             root.scroll_into_view_if_needed()
             root.screenshot(path=str(ARTIFACTS / f"{shots}-light.png"))
             set_theme(page, dark=True)
