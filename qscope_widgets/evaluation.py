@@ -26,7 +26,19 @@ if TYPE_CHECKING:
     from .scope import Scope
 
 
+def to_sae(x: Tensor, sae) -> Tensor:
+    """``x`` on the SAE's device and dtype: under ``device_map`` a layer's residual may live on another device
+    than the SAE bank."""
+    return x.to(device=sae.device, dtype=sae.dtype)
+
+
+def splice(h: Tensor, sae) -> Tensor:
+    """The SAE's reconstruction of ``h``, back on ``h``'s device and dtype (for ``patch_residual``)."""
+    return sae(to_sae(h, sae)).to(device=h.device, dtype=h.dtype)
+
+
 def _ce(logits: Tensor, ids: Tensor) -> tuple[float, int]:
+    ids = ids.to(logits.device)  # under device_map the head may sit on another device than the embedding
     loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(),
                                              reduction="sum")
     return float(loss), ids[:, 1:].numel()
@@ -52,7 +64,7 @@ def evaluate_sae(scope: "Scope", windows: Tensor, layer: int, *, batch_size: int
             ids = windows[i:i + batch_size].to(scope.device)
             res = scope.residuals(ids, layers=[layer])[layer]
             x = res[:, 1:] if skip_first else res
-            x = x.reshape(-1, x.shape[-1]).to(sae.dtype)
+            x = to_sae(x.reshape(-1, x.shape[-1]), sae)
             codes = sae.encode_sparse(x)
             x_hat = sae.decode_sparse(codes.ids, codes.values)
             sse += float((x - x_hat).pow(2).sum())
@@ -64,7 +76,7 @@ def evaluate_sae(scope: "Scope", windows: Tensor, layer: int, *, batch_size: int
             fired[codes.ids[codes.values != 0].unique().cpu()] = True
             c, n = _ce(model(input_ids=ids, use_cache=False).logits, ids)
             ce["clean"] += c
-            with patch_residual(scope.layers, layer, lambda h: sae(h).to(h.dtype)):
+            with patch_residual(scope.layers, layer, lambda h: splice(h, sae)):
                 ce["sae"] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
             with patch_residual(scope.layers, layer, torch.zeros_like):
                 ce["zero"] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
@@ -163,7 +175,7 @@ def evaluate_saes(scope: "Scope", windows: Tensor, layers: "list[int] | None" = 
             for n in layer_list:
                 a, sae = acc[n], saes[n]
                 x = captured[n][:, 1:] if skip_first else captured[n]
-                x = x.reshape(-1, x.shape[-1]).to(sae.dtype)
+                x = to_sae(x.reshape(-1, x.shape[-1]), sae)
                 codes = sae.encode_sparse(x)
                 x_hat = sae.decode_sparse(codes.ids, codes.values)
                 a["sse"] += float((x - x_hat).pow(2).sum())
@@ -183,7 +195,7 @@ def evaluate_saes(scope: "Scope", windows: Tensor, layers: "list[int] | None" = 
             ids = windows[i:i + batch_size].to(scope.device)
             for n in layer_list:
                 sae, mu = saes[n], means[n]
-                for kind, fn in (("sae", lambda h, sae=sae: sae(h).to(h.dtype)), ("zero", torch.zeros_like),
+                for kind, fn in (("sae", lambda h, sae=sae: splice(h, sae)), ("zero", torch.zeros_like),
                                  ("mean", lambda h, mu=mu: mu.to(h.device, h.dtype).expand_as(h))):
                     with patch_residual(scope.layers, n, fn):
                         ce[(kind, n)] += _ce(model(input_ids=ids, use_cache=False).logits, ids)[0]
