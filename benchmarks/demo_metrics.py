@@ -12,7 +12,8 @@
   read on this machine, not shipped.
 
 Each sample is ``--tokens`` tokens of evenly spaced 128-token windows. Stability: every figure is also measured on
-the sample's two halves (even / odd windows) and the table of halves is printed beside the full one. The unigram
+the sample's two halves (even / odd windows, from the same passes: ``evaluate_saes(groups=...)``) and the table of
+halves is printed beside the full one. The unigram
 baseline is fitted on the demo's training split when the corpus packages are installed (a model that knows the
 training distribution but reads no context), else on the sample's own tokens (which flatters it).
 
@@ -171,7 +172,7 @@ def dup_clusters(W_enc: torch.Tensor, alive: torch.Tensor, thr: float = 0.99) ->
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--tokens", type=int, default=32768, help="tokens per sample (held-out, OOD)")
+    ap.add_argument("--tokens", type=int, default=16384, help="tokens per sample (held-out, OOD)")
     ap.add_argument("--sections", default="ce,dup,steer", help="any of ce (CE, FVE, dead curve), dup, steer")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--shipped-sample", action="store_true",
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> dict:
         print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         evals, halves = {}, {}
         for name, w in sets.items():
-            ev = evals[name] = evaluate_saes(scope, w, batch_size=args.batch_size, unigram=unigram)
+            halves_of = torch.arange(len(w)) % 2  # even / odd windows: two interleaved halves, same passes
+            ev = evals[name] = evaluate_saes(scope, w, batch_size=args.batch_size, unigram=unigram, groups=halves_of)
             out["layers"][name] = ev.rows
             for e in ev.rows:
                 print(f"| {name} | {e['layer']} | {ev.tokens} | {e['fve']:.3f} | {e['l0']:.1f} | "
@@ -223,21 +225,21 @@ def main(argv: list[str] | None = None) -> dict:
                       f"{e['ce_unigram']:.3f} | {e['recovered_vs_zero']:.3f} | {e['recovered_vs_mean']:.3f} | "
                       f"{e['recovered_vs_unigram']:.3f} |", flush=True)
             # stability: the same figures on each half (even / odd windows) of the sample
-            halves[name] = [evaluate_saes(scope, w[h::2], batch_size=args.batch_size, unigram=unigram)
-                            for h in (0, 1)]
-            out.setdefault("halves", {})[name] = [hv.rows for hv in halves[name]]
-        print(f"\nstability: each figure on the two halves of the sample (even / odd windows), half A / half B")
+            halves[name] = [ev.group_rows[0], ev.group_rows[1]]
+            out.setdefault("halves", {})[name] = halves[name]
+        print("\nstability: each figure on the two halves of the sample (even / odd windows), half A / half B "
+              "(mean ablation: the whole sample's mean in both)")
         print("| set | layer | tokens per half | FVE | CE clean | CE increase (nats) | recovered vs zero | vs mean | "
               "vs unigram |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name, (ha, hb) in halves.items():
-            for a, b in zip(ha.rows, hb.rows):
+            for a, b in zip(ha, hb):
                 cell = lambda k, f=".3f": f"{a[k]:{f}} / {b[k]:{f}}"  # noqa: E731
-                print(f"| {name} | {a['layer']} | {ha.tokens} / {hb.tokens} | {cell('fve')} | {cell('ce_clean')} | "
+                print(f"| {name} | {a['layer']} | {a['tokens']} / {b['tokens']} | {cell('fve')} | {cell('ce_clean')} | "
                       f"{cell('ce_increase_nats')} | {cell('recovered_vs_zero')} | {cell('recovered_vs_mean')} | "
                       f"{cell('recovered_vs_unigram')} |")
         for name, (ha, hb) in halves.items():
-            gap = {k: max(abs(a[k] - b[k]) for a, b in zip(ha.rows, hb.rows))
+            gap = {k: max(abs(a[k] - b[k]) for a, b in zip(ha, hb))
                    for k in ("fve", "ce_increase_nats", "recovered_vs_mean", "recovered_vs_unigram")}
             out.setdefault("half_gap", {})[name] = gap
             print(f"{name}: largest half-to-half gap over layers: " + ", ".join(f"{k} {v:.3f}" for k, v in gap.items()))
