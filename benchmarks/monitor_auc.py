@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict:
     best = cvt.idxmax()
     print("2-fold CV inside the choose half (n = 5; mean AUC over folds and pairs):\n" + cvt.round(3).to_string())
     print(f"\nselected without the evaluation half: {best}; its evaluation-half AUC with 5 features: "
-          + ", ".join(f"{p} {table.loc[p, (best, 5)]:.3f}" for p in table.index)
+          + ", ".join(f"{p} {a:.3f}" for p, a in table[(best, 5)].items())
           + f"; mean {table[(best, 5)].mean():.3f} (default rate/max: {table[('rate/max', 5)].mean():.3f}, "
           f"bag-of-words {table['bag-of-words'].mean():.3f})")
     print(f"\ntotal {time.time() - t0:.0f} s")

@@ -161,7 +161,8 @@ def test_distinct2_counts_repeated_bigrams():
 
 
 @pytest.mark.parametrize("kwargs, err, words", [
-    (dict(edits=SteeringEdit(LAYER, PLANTED, 1.0, positions=[40])), SteeringError, "40"),
+    (dict(edits=SteeringEdit(LAYER, PLANTED, 1.0, positions=[-40]), controls=("random_direction",)), SteeringError,
+     "-40"),
     (dict(controls=("shuffle",)), QScopeError, "shuffle"),
     (dict(prompts=[]), QScopeError, "prompts is empty"),
     (dict(strengths=[float("nan")]), SteeringError, "finite"),
