@@ -15,6 +15,12 @@ is generated beside the same prompt's
   where the edit adds (same layer, same positions);
 * ``other_feature``: another live feature of similar density (from the attached index), scaled to the same norm.
 
+``clamp`` and ``ablate`` edits move the residual by a different amount at each position (``(strength - z_f) d``,
+``-strength z_f d``), so their controls are matched position by position (:func:`matched_direction`): at every
+position the edit touches, the control adds its own unit direction times the norm of the edit's displacement
+there (the other feature's with the displacement's sign), so each control moves the residual exactly as far as
+the edit does, where it does.
+
 Rows are tidy (one per prompt x strength x condition x seed). Effect metrics are the caller's choice (any
 callable of a :class:`Continuation`); the fluency cost is always measured: the continuation's perplexity under
 the *unsteered* model and its distinct-2 (unique bigrams / bigrams). :meth:`SteeringEvalFrame.summary` calls an
@@ -35,7 +41,7 @@ import torch
 from torch import Tensor
 
 from .errors import QScopeError, SteeringError
-from .hooks import patch_residual
+from .hooks import apply_edits, patch_residual, resolve_edits
 from .steering import SteeringEdit, as_edits
 
 if TYPE_CHECKING:
@@ -231,6 +237,40 @@ def add_direction(scope: "Scope", layer: int, vector: Tensor, *, positions: Any 
         yield
 
 
+@contextmanager
+def matched_direction(scope: "Scope", edit: SteeringEdit, unit: Tensor, *, prompt_len: int,
+                      signed: bool = False) -> Iterator[None]:
+    """Add ``unit`` scaled, at every position, to the norm of the displacement ``edit`` would make there (any
+    mode; its layer and positions): a control for ``clamp`` / ``ablate`` edits, whose displacement depends on the
+    feature's code at each position. ``signed``: follow the sign of the edit's coefficient along its own decoder
+    direction (the other-feature control pushes its feature up where the edit pushes the feature up). The edit
+    itself is not applied. Take ``scope.steering(None)`` (the scope's lock) around it when other threads use the
+    model."""
+    scope.check_layer(edit.layer)
+    u = torch.as_tensor(unit).detach().float().reshape(-1)
+    if u.numel() != scope.d_model or not bool(torch.isfinite(u).all()) or float(u.norm()) == 0.0:
+        raise SteeringError(f"direction must be {scope.d_model} finite numbers, not all zero")
+    u = u / u.norm()
+    resolved = resolve_edits([edit], scope.saes, len(scope.layers), prompt_len, scope.max_context)
+    state = {"offset": 0}
+
+    def fn(h: Tensor) -> Tensor:
+        pos = torch.arange(state["offset"], state["offset"] + h.shape[1], device=h.device)
+        state["offset"] += h.shape[1]
+        if not resolved:
+            return h
+        r = resolved[edit.layer]
+        delta = (apply_edits(h.float(), r, pos, prompt_len) - h.float())  # (b, seq, d_model)
+        norm = delta.norm(dim=-1, keepdim=True)
+        if signed:
+            d = r[0].direction(delta)
+            norm = norm * torch.sign(delta @ d)[..., None]
+        return h + (norm * u.to(h.device)).to(h.dtype)
+
+    with patch_residual(scope.layers, edit.layer, fn):
+        yield
+
+
 def random_direction(d_model: int, norm: float, seed: int) -> Tensor:
     """A direction drawn uniformly from the sphere (seeded), scaled to ``norm``."""
     g = torch.Generator().manual_seed(int(seed))
@@ -285,8 +325,10 @@ def steering_eval(scope: "Scope", prompts: Any, edits: Any, *, strengths: Any = 
 
     Args:
         prompts: a prompt or a list of prompts (text).
-        edits: ``SteeringEdit``(s) in ``add`` mode; their ``layer``, ``feature`` and ``positions`` are used.
-        strengths: strengths to sweep (default: each edit's own strength).
+        edits: ``SteeringEdit``(s); their ``layer``, ``feature``, ``mode`` and ``positions`` are used. The
+            controls of ``clamp`` / ``ablate`` edits are matched position by position (module docstring).
+        strengths: strengths to sweep (default: each edit's own strength): multiples of ``W_dec[:, f]`` for
+            ``add``, target codes for ``clamp``, fractions removed for ``ablate``.
         metrics: effect metrics: callables ``Continuation -> float`` (``WordRate``, ``TargetLogProb``,
             ``FeatureActivation``, your own), a list or a ``{name: metric}`` dict; default ``[FeatureActivation()]``.
         controls: any of ``"random_direction"``, ``"other_feature"``.
@@ -301,8 +343,6 @@ def steering_eval(scope: "Scope", prompts: Any, edits: Any, *, strengths: Any = 
     if not edit_list:
         raise SteeringError("steering_eval needs at least one SteeringEdit")
     for e in edit_list:
-        if e.mode != "add":
-            raise SteeringError(f"steering_eval evaluates 'add' edits; got mode {e.mode!r} for L{e.layer}/{e.feature}")
         scope.check_layer(e.layer)
         scope.sae(e.layer).check_feature(e.feature)
     strength_list = None if strengths is None else [float(s) for s in _check_list("strengths", strengths, numbers.Real)]
@@ -340,7 +380,8 @@ def steering_eval(scope: "Scope", prompts: Any, edits: Any, *, strengths: Any = 
             d_norm = float(sae.decoder_direction(edit.feature).float().norm())
             for s in (strength_list or [edit.strength]):
                 e_s = edit.with_strength(s)
-                norm = abs(s) * d_norm
+                added = edit.mode == "add"  # else the displacement, and so the controls' norm, varies by position
+                norm = abs(s) * d_norm if added else float("nan")
                 for cond in conditions:
                     for seed in seed_list:
                         control = None
@@ -352,20 +393,30 @@ def steering_eval(scope: "Scope", prompts: Any, edits: Any, *, strengths: Any = 
                         elif cond == "other_feature":
                             pool = control_pool[(edit.layer, edit.feature)]
                             control = int(pool[seed % len(pool)])  # seeds walk the density-matched pool
-                            g_norm = float(sae.decoder_direction(control).float().norm())
-                            steer = replace(e_s, feature=control, strength=math.copysign(norm / g_norm, s))
-                            interv = _edit_intervention(scope, steer, plen)
-                        else:
+                            if added:
+                                g_norm = float(sae.decoder_direction(control).float().norm())
+                                steer = replace(e_s, feature=control, strength=math.copysign(norm / g_norm, s))
+                                interv = _edit_intervention(scope, steer, plen)
+                            else:
+                                steer = None
+                                interv = (lambda g=sae.decoder_direction(control), e_s=e_s: matched_direction(
+                                    scope, e_s, g, prompt_len=plen, signed=True))
+                        elif added:
                             vec = random_direction(scope.d_model, norm, seed)
                             steer = None
                             interv = (lambda vec=vec: add_direction(scope, edit.layer, vec, positions=edit.positions,
                                                                     prompt_len=plen))
+                        else:
+                            steer = None
+                            interv = (lambda vec=random_direction(scope.d_model, 1.0, seed), e_s=e_s:
+                                      matched_direction(scope, e_s, vec, prompt_len=plen))
                         key = (prompt, edit.layer, edit.feature, s, cond, control,
                                None if (deterministic and cond in ("baseline", "feature")) else seed)
                         if cond == "baseline":
                             key = (prompt, "baseline", edit.layer, edit.feature, None if deterministic else seed)
                         if key not in gen_cache:  # identical runs (greedy baseline / feature rows) measured once
-                            toks = _generate(scope, prompt, steer, interv if cond == "random_direction" else None,
+                            toks = _generate(scope, prompt, steer, interv if steer is None and cond != "baseline"
+                                             else None,
                                              max_new_tokens, seed, temperature, top_p)
                             c = Continuation(scope, prompt, prompt_ids, toks,
                                              scope.tokenizer.decode(toks, skip_special_tokens=True), e_s, cond, interv)
@@ -377,6 +428,7 @@ def steering_eval(scope: "Scope", prompts: Any, edits: Any, *, strengths: Any = 
                             gen_cache[key] = measured
                         row = {"prompt": prompt, "layer": edit.layer, "feature": edit.feature, "strength": s,
                                "condition": cond, "seed": seed, "control_feature": control,
+                               "mode": edit.mode, "positions": edit.positions,
                                "direction_norm": 0.0 if cond == "baseline" else norm, **gen_cache[key]}
                         rows.append(row)
                         done += 1

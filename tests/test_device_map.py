@@ -97,3 +97,40 @@ def test_a_fully_offloaded_model_takes_its_inputs_on_the_execution_device(tmp_pa
     ref = Scope(model, tokenizer, str(sae_folder))
     torch.testing.assert_close(scope.run(PROMPT, layers=[1], steering=EDITS[:1]).logits_last,
                                ref.run(PROMPT, layers=[1], steering=EDITS[:1]).logits_last, rtol=1e-5, atol=1e-5)
+
+
+def test_sae_evaluation_on_the_split_model_matches_the_undispatched_one(split):
+    from qscope_widgets.evaluation import evaluate_sae, evaluate_saes
+
+    dispatched, ref = split
+    ids = dispatched.tokenize(PROMPT + " " + PROMPT)[0]
+    windows = torch.stack([ids[:8], ids[4:12]])
+    for layer in (1, 3):  # 3 is offloaded (weights on meta, streamed in by accelerate)
+        a, b = evaluate_sae(ref, windows, layer), evaluate_sae(dispatched, windows, layer)
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-5)
+    rows_a = evaluate_saes(ref, windows, [1, 3]).rows
+    rows_b = evaluate_saes(dispatched, windows, [1, 3]).rows
+    for a, b in zip(rows_a, rows_b):
+        assert b == pytest.approx(a, rel=1e-4, abs=1e-5)
+
+
+def test_sae_inputs_go_to_the_sae_device_and_reconstructions_come_back():
+    """The routing evaluate_sae(s) use when a layer's residual lives on another device than the SAE (device_map
+    over several GPUs): simulated with an SAE that says it lives on ``meta``."""
+    from qscope_widgets.evaluation import splice, to_sae
+
+    class MetaSAE:
+        device, dtype = torch.device("meta"), torch.float16
+        seen = []
+
+        def __call__(self, x):
+            self.seen.append((x.device.type, x.dtype))
+            return torch.ones(x.shape, dtype=self.dtype)  # "computed on its device", handed back
+
+    sae, h = MetaSAE(), torch.randn(2, 3, 4, dtype=torch.float32)
+    x = to_sae(h, sae)
+    assert (x.device.type, x.dtype) == ("meta", torch.float16)
+    out = splice(h, sae)
+    assert sae.seen == [("meta", torch.float16)]
+    assert (out.device, out.dtype, out.shape) == (h.device, h.dtype, h.shape)
+

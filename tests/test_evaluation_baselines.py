@@ -50,3 +50,29 @@ def test_dead_fraction_falls_as_the_sample_grows(scope, windows):
     assert vals == sorted(vals, reverse=True)
     assert curve[n] == pytest.approx(ev.rows[0]["dead_fraction"])
     assert dead_fraction_curve(torch.tensor([-1, 0, 5]), [1, 6]) == {1: 2 / 3, 6: 1 / 3}
+
+
+def test_groups_give_each_halfs_figures_from_the_same_passes(scope, windows):
+    """Stability without a second run: with ``groups`` every figure is also measured on each group of windows,
+    exactly as a separate run on that group would (mean ablation excepted: the whole sample's mean is the
+    baseline in every group)."""
+    halves = torch.arange(len(windows)) % 2
+    ev = evaluate_saes(scope, windows, [1, 3], batch_size=4, groups=halves)
+    plain = evaluate_saes(scope, windows, [1, 3], batch_size=4)
+    for a, b in zip(ev.rows, plain.rows):
+        assert a == pytest.approx(b, rel=1e-6, abs=1e-9)  # grouping changes nothing in the pooled figures
+    assert sorted(ev.group_rows) == [0, 1] and not plain.group_rows
+    for g in (0, 1):
+        alone = evaluate_saes(scope, windows[halves == g], [1, 3], batch_size=4, unigram=unigram_log_probs(
+            windows, scope.model.get_input_embeddings().weight.shape[0]))
+        for a, b in zip(ev.group_rows[g], alone.rows):
+            for k in ("tokens", "fve", "l0", "dead_fraction", "ce_clean", "ce_sae", "ce_zero", "ce_unigram",
+                      "recovered_vs_zero", "recovered_vs_unigram"):
+                assert a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6), (g, k)
+    both = ev.groups_dataframe()
+    assert len(both) == 4 and set(both.group) == {0, 1}
+    # the two halves' CE averages to the whole sample's (equal token counts)
+    for n, row in enumerate(ev.rows):
+        assert row["ce_sae"] == pytest.approx((ev.group_rows[0][n]["ce_sae"] + ev.group_rows[1][n]["ce_sae"]) / 2)
+    with pytest.raises(QScopeError, match="one int per window"):
+        evaluate_saes(scope, windows, [1], groups=[0, 1])

@@ -10,7 +10,7 @@ from conftest import hook_snapshot, make_qwen35, make_saes
 from qscope_widgets import Scope, SteeringEdit
 from qscope_widgets.errors import QScopeError, SteeringError
 from qscope_widgets.steering_eval import (FeatureActivation, TargetLogProb, WordRate, add_direction, distinct2,
-                                          random_direction)
+                                          matched_direction, random_direction)
 
 PROMPTS = ["The quick brown fox", "In the beginning God", "def main(argv):"]
 LAYER, PLANTED, PLAIN = 3, 7, 11
@@ -77,6 +77,53 @@ def test_controls_have_the_steered_norm(planted):
     assert not math.isclose(g_norm, float(d.norm()), rel_tol=1e-3)
 
 
+@pytest.mark.parametrize("mode, strength, positions", [("clamp", 3.0, None), ("ablate", 1.0, None),
+                                                       ("clamp", 0.5, (-1, -3))])
+def test_clamp_and_ablate_controls_move_the_residual_as_far_as_the_edit_at_every_position(planted, mode, strength,
+                                                                                           positions):
+    scope, _ = planted
+    hooks = hook_snapshot(scope)
+    ids = scope.tokenize(PROMPTS[1])
+    plen = ids.shape[1]
+    base = scope.residuals(ids, layers=[LAYER])[LAYER]
+    codes = scope.sae(LAYER).encode_sparse(base[0])
+    f = int(torch.bincount(codes.ids[codes.values > 0], minlength=64).argmax())  # fires most: ablating it matters
+    edit = SteeringEdit(LAYER, f, strength, mode, positions=positions)
+    with scope.steering(edit):
+        moved = scope.residuals(ids, layers=[LAYER])[LAYER] - base
+    assert float(moved.norm(dim=-1).max()) > 0.1  # the edit really moves the residual (so the check means something)
+    u = random_direction(scope.d_model, 1.0, seed=0)
+    for signed, direction in ((False, u), (True, scope.sae(LAYER).W_dec[:, (f + 1) % 64])):
+        with scope.steering(None), matched_direction(scope, edit, direction, prompt_len=plen, signed=signed):
+            ctrl = scope.residuals(ids, layers=[LAYER])[LAYER] - base
+        torch.testing.assert_close(ctrl.norm(dim=-1), moved.norm(dim=-1), rtol=1e-4, atol=1e-4)
+        unit = direction / direction.norm()
+        torch.testing.assert_close(ctrl, (ctrl @ unit)[..., None] * unit, rtol=1e-4, atol=1e-4)  # along direction
+        if signed:  # the other feature is pushed up where the edit pushes its own feature up
+            along = moved @ scope.sae(LAYER).W_dec[:, f]
+            assert torch.equal(torch.sign(ctrl @ unit)[along.abs() > 1e-3], torch.sign(along)[along.abs() > 1e-3])
+    if positions is not None:  # only where the edit acts
+        untouched = [i for i in range(plen) if i not in {plen + p for p in positions}]
+        assert float(moved[0, untouched].abs().max()) == 0.0 and float(ctrl[0, untouched].abs().max()) == 0.0
+    assert hook_snapshot(scope) == hooks
+
+
+def test_steering_eval_runs_clamp_edits_beside_matched_controls(planted):
+    scope, target = planted
+    edit = SteeringEdit(LAYER, PLANTED, 1.0, "clamp", positions="generated")
+    df = scope.steering_eval(PROMPTS[:2], edit, strengths=[4.0], metrics=[TargetLogProb([target])],
+                             controls=("random_direction", "other_feature"), other_features={PLANTED: [PLAIN]},
+                             seeds=[0], max_new_tokens=4)
+    assert set(df.condition) == {"baseline", "feature", "random_direction", "other_feature"}
+    assert (df["mode"] == "clamp").all() and (df["positions"] == "generated").all()
+    assert df[df.condition != "baseline"].direction_norm.isna().all()  # per-position norms: no single figure
+    summ = df.summary().set_index("metric").loc["target_logprob"]
+    assert summ["margin_vs_random_direction"] > 0.5, summ  # clamping the planted feature up raises its token
+    # the controls changed the text's log-probabilities: they are not silently the baseline
+    lp = df.set_index(["prompt", "condition"])["target_logprob"]
+    assert any(abs(lp[(p, "random_direction")] - lp[(p, "baseline")]) > 1e-4 for p in PROMPTS[:2])
+
+
 def test_direction_hook_along_the_feature_reproduces_the_add_edit(planted):
     scope, _ = planted
     hooks = hook_snapshot(scope)
@@ -114,7 +161,8 @@ def test_distinct2_counts_repeated_bigrams():
 
 
 @pytest.mark.parametrize("kwargs, err, words", [
-    (dict(edits=SteeringEdit(LAYER, PLANTED, 1.0, "clamp")), SteeringError, "clamp"),
+    (dict(edits=SteeringEdit(LAYER, PLANTED, 1.0, positions=[-40]), controls=("random_direction",)), SteeringError,
+     "-40"),
     (dict(controls=("shuffle",)), QScopeError, "shuffle"),
     (dict(prompts=[]), QScopeError, "prompts is empty"),
     (dict(strengths=[float("nan")]), SteeringError, "finite"),

@@ -99,6 +99,55 @@ def test_defaults_come_from_the_view_when_the_request_arrives(demo):
         resolve(bare, {"layer": 3, "feature": 7}, PROMPT, [], typical=0.0)
 
 
+def test_the_sweep_steers_exactly_the_pinned_edit_its_mode_and_positions(demo):
+    ex = Explorer(demo, PROMPT, layer=3)
+    try:
+        ex.pin(3, 2360, 2.0, mode="clamp")
+        ex.steer_positions = "generated"
+        frame = ex.sweep(3, 2360, prompts=PROMPTS, strengths=[6.0], seeds=[0], max_new_tokens=2,
+                         controls=["random_direction"])
+        shown = ex.sweep_result["settings"]
+        assert (shown["mode"], shown["positions"]) == ("clamp", "generated")
+        assert set(frame["mode"]) == {"clamp"} and set(frame["positions"]) == {"generated"}
+        promoted = demo.feature_index.feature(3, 2360)["promoted"][:3]
+        metrics = {"feature_act": FeatureActivation(),
+                   "promoted_logprob": TargetLogProb(promoted, name="promoted_logprob")}
+        direct = demo.steering_eval(PROMPTS, [SteeringEdit(3, 2360, 6.0, "clamp", positions="generated")],
+                                    strengths=[6.0], metrics=metrics, controls=("random_direction",),
+                                    max_new_tokens=2, seeds=[0])
+        pd.testing.assert_frame_equal(pd.DataFrame(frame), pd.DataFrame(direct))
+        # the edit's mode matters where the feature fires: clamped to 6 there, not added (the comma feature on
+        # a comma prompt, every position)
+        ex.steer_positions = "all"
+        comma = ["And God said, Let there be light: and there was light, and"]
+        clamped = ex.sweep(3, 2360, prompts=comma, strengths=[6.0], seeds=[0], max_new_tokens=2,
+                           controls=["random_direction"])
+        added = demo.steering_eval(comma, [SteeringEdit(3, 2360, 6.0)], strengths=[6.0], metrics=metrics,
+                                   controls=("random_direction",), max_new_tokens=2, seeds=[0])
+        feat = clamped.condition == "feature"
+        assert (clamped[feat].promoted_logprob.to_numpy() != added[feat].promoted_logprob.to_numpy()).all()
+    finally:
+        ex.close()
+
+
+def test_a_selected_token_edit_is_swept_at_the_same_place_from_the_prompt_end(demo):
+    n = int(demo.tokenize(PROMPT).shape[-1])
+    rows = [{"layer": 3, "feature": 2360, "strength": 0.0, "mode": "ablate"}]
+    from qscope_widgets.widgets.sweep_panel import prompt_positions
+
+    where = prompt_positions([n - 1], n)
+    assert where == (-1,) and prompt_positions("generated", n) == "generated" and prompt_positions(None, n) is None
+    s = resolve(demo, {"layer": 3, "feature": 2360}, PROMPT, rows, positions=where)
+    assert (s.mode, s.positions) == ("ablate", (-1,))
+    assert s.strengths == (0.5, 1.0, 2.0)  # ablate at 0: fractions of the whole feature
+    s = resolve(demo, {"layer": 3, "feature": 2360}, PROMPT, rows, positions=prompt_positions([0], n))
+    assert s.prompts == (PROMPT,) and "shorter than" in s.note  # the neutral prompts have no token that far back
+    clamp0 = resolve(demo, {"layer": 3, "feature": 2360}, PROMPT, [{**rows[0], "mode": "clamp"}])
+    assert clamp0.strengths == (0.0,) and clamp0.mode == "clamp"  # clamp to 0 is an edit, swept as it is
+    with pytest.raises(QScopeError, match="outside every sweep prompt"):
+        resolve(demo, {"layer": 3, "feature": 2360, "prompts": ["It is"]}, PROMPT, rows, positions=(-40,))
+
+
 def test_the_defaults_are_resolved_once_so_a_later_prompt_edit_does_not_restart_it(demo):
     ex = Explorer(demo, PROMPT, layer=3)
     try:
@@ -121,6 +170,10 @@ def test_the_defaults_are_resolved_once_so_a_later_prompt_edit_does_not_restart_
     ({"layer": 3, "feature": 1, "controls": ["shuffle"]}, "shuffle"),
     ({"layer": 3, "feature": 1, "max_new_tokens": 1}, "max_new_tokens"),
     ({"layer": 3, "feature": 1, "speed": 2}, "speed"),
+    (5, "must be a dict, got int 5"),
+    ("sweep", "got str 'sweep'"),
+    ([3, 2360], r"got list \[3, 2360\]"),
+    (None, "got NoneType None"),
 ])
 def test_a_bad_sweep_request_is_refused_naming_the_value(demo, bad, match):
     ex = SteeringPanel(demo, PROMPT, layer=3)

@@ -93,3 +93,15 @@ def test_shared_constants_have_one_source():
     for f in (ROOT / "js" / "src").glob("*.js"):  # no second copy of a shared list in the front end
         src = f.read_text()
         assert '["add", "clamp", "ablate"]' not in src and '"feature_act", name' not in src, f.name
+
+
+def test_the_front_ends_default_panels_match_the_python_views():
+    """Saved state from before ``_panels`` draws DEFAULT_PANELS (js/src/panels.js): each built-in view listed
+    there must draw exactly the panels its Python class declares."""
+    src = (ROOT / "js" / "src" / "panels.js").read_text()
+    body = src.split("export const DEFAULT_PANELS", 1)[1].split("});", 1)[0]
+    listed = {m.group(1): re.findall(r'"([a-z_]+)"', m.group(2))
+              for m in re.finditer(r"([a-z_]+): \[([^\]]*)\]", body)}
+    assert {"explorer", "steering"} <= set(listed)
+    for view, panels in listed.items():
+        assert panels == list(VIEWS[view].panels), view

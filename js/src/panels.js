@@ -49,8 +49,8 @@ export function createPanel(ctx, name) {
 
 /** The panels of the built-in views, for widget state saved before views listed `_panels` (old notebooks). */
 export const DEFAULT_PANELS = /** @type {Record<string, string[]>} */ ({
-  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation"],
-  heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation"],
+  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep"],
+  heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation", "sweep"],
 });
 
 /** The panel names the model declares (`_panels`), in order. @param {import("./context.js").Model} model @returns {string[]} */

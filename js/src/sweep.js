@@ -54,6 +54,18 @@ export function sweepTable(rows, controls) {
   ]);
 }
 
+/**
+ * What the sweep steered: the pinned edit's mode and positions ("add, every token", "clamp, generated tokens",
+ * "ablate, token -1 from the prompt end").
+ * @param {Record<string, any>} set
+ */
+export function editText(set) {
+  const pos = set.positions;
+  const where = pos == null ? "every token" : pos === "generated" ? "generated tokens"
+    : `token${Array.isArray(pos) && pos.length > 1 ? "s" : ""} ${Array.isArray(pos) ? pos.join(", ") : String(pos)} from the prompt end`;
+  return `(${String(set.mode || "add")}, ${where})`;
+}
+
 /** @param {import("./context.js").Context} ctx */
 export function createSweep(ctx) {
   const { model } = ctx;
@@ -97,7 +109,7 @@ export function createSweep(ctx) {
     const rows = /** @type {any[]} */ (s.rows || []);
     const specific = specificMetrics(rows).map((m) => METRIC_TEXT[m] || m);
     line.append(h("span", {
-      text: `${who} on ${prompts.length} prompt${prompts.length === 1 ? "" : "s"}, ${Number(set.max_new_tokens || 0)} tokens: ${specific.length ? `specific (${specific.join(", ")})` : "not specific"}`,
+      text: `${who} ${editText(set)} on ${prompts.length} prompt${prompts.length === 1 ? "" : "s"}, ${Number(set.max_new_tokens || 0)} tokens: ${specific.length ? `specific (${specific.join(", ")})` : "not specific"}`,
       title: prompts.map((p) => `• ${p}`).join("\n"),
     }));
     body.append(sweepTable(rows, controls));

@@ -127,7 +127,7 @@ describe("saved widget state from before `_panels`", () => {
     const state = explorerState();
     delete (/** @type {any} */ (state))._panels;
     const { $ } = await mount(new FakeModel(state));
-    for (const p of ["heatmap", "sidebar", "layers", "steering", "next-tokens", "continuation"]) {
+    for (const p of ["heatmap", "sidebar", "layers", "steering", "next-tokens", "continuation", "sweep-panel"]) {
       expect($(`[data-qscope='${p}']`)).not.toBeNull();
     }
   });

@@ -1,5 +1,6 @@
 import { describe, it, expect } from "vitest";
 import { FakeModel, explorerState, edit, mount } from "./fake-model.js";
+import { editText } from "../src/sweep.js";
 
 const row = (over = {}) => ({
   strength: 4, metric: "feature_act", specific: false, n_prompts: 4, feature_mean: 1.5, baseline_mean: 0.25,
@@ -43,7 +44,7 @@ describe("steering sweep", () => {
     expect(rows.map((r) => [r.dataset.metric, r.dataset.strength, r.dataset.specific])).toEqual([
       ["feature_act", "2", "false"], ["feature_act", "4", "true"], ["promoted_logprob", "2", "false"], ["promoted_logprob", "4", "false"]]);
     expect([...rows[1].querySelectorAll("td")].map((td) => td.textContent)).toEqual(["feature act.", "4", "3", "0.25", "0.5", "0.75", "yes"]);
-    expect($("[data-qscope='sweep-status']").textContent).toContain("L1 #11 on 2 prompts, 8 tokens: specific (feature act.)");
+    expect($("[data-qscope='sweep-status']").textContent).toContain("L1 #11 (add, every token) on 2 prompts, 8 tokens: specific (feature act.)");
   });
 
   it("shows progress with a cancel button while running; cancel clears the request", async () => {
@@ -106,5 +107,13 @@ describe("label scores", () => {
     m = await mount(model);
     expect(m.$("[data-qscope='scored-label'] [data-qscope='weak-label']")).not.toBeNull();
     expect(m.$("[data-qscope='scored-label'] [data-qscope='label-score']")).toBeNull();
+  });
+});
+
+describe("what the sweep steered", () => {
+  it("names the pinned edit's mode and positions", () => {
+    expect(editText({ mode: "clamp", positions: "generated" })).toBe("(clamp, generated tokens)");
+    expect(editText({ mode: "ablate", positions: [-1] })).toBe("(ablate, token -1 from the prompt end)");
+    expect(editText({ positions: null })).toBe("(add, every token)");
   });
 });

@@ -11,7 +11,10 @@ and a finished sweep is kept (per settings), so it never runs twice.
 
 The request (``sweep_request``, set by the sweep button or :meth:`ScopeWidget.sweep`) names the feature and,
 optionally, the settings; what it leaves out is filled in once, from the view as it was when the request came
-(the prompt, the pinned edit's strength), so later prompt edits do not restart it.
+(the prompt, the pinned edit's strength), so later prompt edits do not restart it. The sweep steers exactly the
+pinned edit: its mode (add, clamp, ablate) and the view's steering positions (every token, generated tokens
+only, or the selected token, counted from the end of the prompt on the other prompts); ``steering_eval`` matches
+the controls' norm to it (position by position for clamp and ablate).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from ..steering_eval import CONTROLS, FeatureActivation, TargetLogProb
 from .panels import PanelInput, frozen_value, panel, register_input
 from .scheduler import Superseded
 from .status import error_text
+from .view_state import steer_positions
 
 NEUTRAL_PROMPTS = ("The weather today is", "My favourite thing to do is", "Here is a short story about")
 PROMOTED_TARGETS = 3  # the promoted_logprob metric's targets: the top tokens of W_U @ W_dec[:, f]
@@ -55,6 +59,8 @@ class SweepSettings:
     controls: tuple[str, ...] = CONTROLS
     note: str = ""
     promoted: tuple[int, ...] = ()  # token ids the feature's decoder direction promotes most
+    mode: str = "add"  # the pinned edit's mode
+    positions: Any = None  # its positions: None (every token), "generated", or a tuple counted from the prompt end
 
     def metrics(self) -> dict[str, Any]:
         """What the sweep measures on each continuation: the feature's own activation on an unsteered re-run of
@@ -67,7 +73,7 @@ class SweepSettings:
 
     def run(self, scope: Any, progress: Any = None):
         """``scope.steering_eval`` with these settings (the :class:`SteeringEvalFrame`)."""
-        edit = SteeringEdit(self.layer, self.feature, self.strengths[0], "add")
+        edit = SteeringEdit(self.layer, self.feature, self.strengths[0], self.mode, self.positions)
         return scope.steering_eval(list(self.prompts), [edit], strengths=list(self.strengths),
                                    metrics=self.metrics(), controls=self.controls,
                                    max_new_tokens=self.max_new_tokens, seeds=list(self.seeds), progress=progress)
@@ -76,7 +82,8 @@ class SweepSettings:
         return {"layer": self.layer, "feature": self.feature, "prompts": list(self.prompts),
                 "strengths": list(self.strengths), "seeds": list(self.seeds), "max_new_tokens": self.max_new_tokens,
                 "controls": list(self.controls), "note": self.note, "metrics": list(self.metrics()),
-                "promoted": list(self.promoted)}
+                "promoted": list(self.promoted), "mode": self.mode,
+                "positions": list(self.positions) if isinstance(self.positions, tuple) else self.positions}
 
 
 def promoted_ids(scope: Any, layer: int, feature: int, n: int = PROMOTED_TARGETS) -> tuple[int, ...]:
@@ -104,7 +111,7 @@ def check_sweep_request(scope: Any, value: Any) -> dict[str, Any]:
     ``seeds``, ``max_new_tokens``, ``controls`` and a ``nonce`` (the button sends one so a second click re-runs
     from the view as it is now). Returns the value; raises a :class:`QScopeError` naming what is wrong."""
     if not isinstance(value, dict):
-        raise QScopeError(f"sweep_request must be a dict, got {value!r}")
+        raise QScopeError(f"sweep_request must be a dict, got {type(value).__name__} {value!r}")
     if not value:
         return value
     unknown = sorted(set(value) - REQUEST_KEYS)
@@ -136,7 +143,22 @@ def check_sweep_request(scope: Any, value: Any) -> dict[str, Any]:
     return value
 
 
-register_input("sweep_request", lambda: t.Dict(), validate=check_sweep_request)
+class RequestDict(t.Dict):
+    """A ``Dict`` trait whose type check is the package's: a non-dict is refused with a :class:`QScopeError`
+    naming the value (the view's validator) instead of a bare traitlets ``TraitError`` raised before it."""
+
+    def validate(self, obj: Any, value: Any) -> Any:
+        if not isinstance(value, dict):
+            from .scope_widget import WidgetInputError  # the view's error: a QScopeError and a TraitError
+
+            try:
+                check_sweep_request(None, value)
+            except QScopeError as exc:
+                raise WidgetInputError(str(exc)) from exc
+        return super().validate(obj, value)
+
+
+register_input("sweep_request", lambda: RequestDict(), validate=check_sweep_request)
 
 
 @panel("sweep", inputs=("sweep_request",), outputs={"sweep_result": lambda: t.Dict()})
@@ -152,33 +174,62 @@ def default_prompts(prompt: str) -> tuple[str, ...]:
     return tuple(out + [p for p in NEUTRAL_PROMPTS if p != prompt])
 
 
+def prompt_positions(positions: Any, prompt_len: int) -> Any:
+    """The view's steering positions (``None``, ``"generated"`` or absolute token indices of the current prompt)
+    as positions that mean the same on every swept prompt: token indices counted from the end of the prompt
+    (the selected last token is ``-1`` on every prompt)."""
+    if positions is None or positions == "generated":
+        return positions
+    return tuple(sorted({int(p) - prompt_len if int(p) >= 0 else int(p) for p in positions}))
+
+
 def resolve(scope: Any, request: dict[str, Any], prompt: str, edit_rows: list[dict[str, Any]],
-            typical: float = 0.0, promoted: Any = ()) -> SweepSettings:
+            typical: float = 0.0, promoted: Any = (), positions: Any = None) -> SweepSettings:
     """Fill what ``request`` leaves out from the view: prompts = the current one + :data:`NEUTRAL_PROMPTS`;
-    strengths = :data:`STRENGTH_FACTORS` x the pinned strength (or ``typical``, the feature's typical
-    activation, when the slider is at 0); both controls when a feature index covers the layer (the other-feature
-    control needs densities), else the random direction only (said in ``note``)."""
+    the pinned edit's mode and the view's steering ``positions`` (see :func:`prompt_positions`; prompts too short
+    for them are left out, said in ``note``); strengths = :data:`STRENGTH_FACTORS` x the pinned strength (or, at
+    0, ``typical``, the feature's typical activation, for add; 1, the whole feature, for ablate; clamp sweeps its
+    target 0 as is); both controls when a feature index covers the layer (the other-feature control needs
+    densities), else the random direction only (said in ``note``)."""
     layer, feature = int(request["layer"]), int(request["feature"])
+    row = next((r for r in edit_rows if (int(r["layer"]), int(r["feature"])) == (layer, feature)), None)
+    mode = str(row.get("mode") or "add") if row else "add"
     strengths = request.get("strengths")
     if strengths is None:
-        row = next((r for r in edit_rows if (int(r["layer"]), int(r["feature"])) == (layer, feature)), None)
         base = float(row.get("strength") or 0.0) if row else 0.0
-        base = base or float(typical)
-        if not (base and math.isfinite(base)):
-            raise QScopeError(f"no strength to sweep L{layer}/{feature} at: set its slider, or pass strengths=[...]")
-        strengths = [f * base for f in STRENGTH_FACTORS]
-    note = ""
+        if mode == "clamp" and base == 0.0:
+            strengths = [0.0]  # clamp to 0 (switch the feature off) is a real edit: sweep it as it is
+        else:
+            base = base or (float(typical) if mode == "add" else 1.0)
+            if not (base and math.isfinite(base)):
+                raise QScopeError(f"no strength to sweep L{layer}/{feature} at: set its slider, or pass "
+                                  "strengths=[...]")
+            strengths = [f * base for f in STRENGTH_FACTORS]
+    notes = []
+    prompts = tuple(request.get("prompts") or default_prompts(prompt))
+    if isinstance(positions, tuple) and scope is not None and hasattr(scope, "tokenize"):
+        need = -min(positions)  # a prompt needs this many tokens to have the steered one
+        fit = tuple(p for p in prompts if int(scope.tokenize(p).shape[-1]) >= need)
+        if not fit:
+            raise QScopeError(f"the steered token position {list(positions)} (from the prompt's end) lies outside "
+                              f"every sweep prompt: {list(prompts)}")
+        if len(fit) < len(prompts):
+            notes.append(f"{len(prompts) - len(fit)} prompt(s) shorter than {need} tokens left out (the edit "
+                         f"steers token {list(positions)} from the prompt's end)")
+        prompts = fit
     controls = request.get("controls")
     if controls is None:
         index = getattr(scope, "feature_index", None)
         if index is not None and layer in index.layers:
             controls = CONTROLS
         else:
-            controls, note = ("random_direction",), (f"no feature index covers layer {layer}: the other-feature "
-                                                     "control (density-matched) is left out")
-    return SweepSettings(layer, feature, tuple(request.get("prompts") or default_prompts(prompt)),
-                         tuple(float(s) for s in strengths), tuple(int(s) for s in request.get("seeds", (0,))),
-                         int(request.get("max_new_tokens", DEFAULT_TOKENS)), tuple(controls), note, tuple(promoted))
+            controls = ("random_direction",)
+            notes.append(f"no feature index covers layer {layer}: the other-feature control (density-matched) is "
+                         "left out")
+    return SweepSettings(layer, feature, prompts, tuple(float(s) for s in strengths),
+                         tuple(int(s) for s in request.get("seeds", (0,))),
+                         int(request.get("max_new_tokens", DEFAULT_TOKENS)), tuple(controls), "; ".join(notes),
+                         tuple(promoted), mode, positions)
 
 
 def summary_rows(frame: Any) -> list[dict[str, Any]]:
@@ -213,8 +264,11 @@ class SweepRunner:
             typical = self.typical(int(request["layer"]), int(request["feature"]))
             scope = self.widget.scope
             layer, feature = int(request["layer"]), int(request["feature"])
-            self._resolved = (key, resolve(scope, request, inputs.get("prompt", ""), inputs.get("edits", []),
-                                           typical, promoted_ids(scope, layer, feature)))
+            prompt = inputs.get("prompt", "")
+            where = steer_positions(inputs.get("steer_positions", "all"), inputs.get("selected_token", -1))
+            where = prompt_positions(where, int(scope.tokenize(prompt).shape[-1]) if prompt.strip() else 0)
+            self._resolved = (key, resolve(scope, request, prompt, inputs.get("edits", []), typical,
+                                           promoted_ids(scope, layer, feature), where))
         return self._resolved[1]
 
     def frame_for(self, request: dict[str, Any]) -> Any:
