@@ -49,7 +49,7 @@ export function createPanel(ctx, name) {
 
 /** The panels of the built-in views, for widget state saved before views listed `_panels` (old notebooks). */
 export const DEFAULT_PANELS = /** @type {Record<string, string[]>} */ ({
-  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep"],
+  explorer: ["heatmap", "sidebar", "layers", "steering", "next_tokens", "continuation", "sweep", "dashboard", "attribution"],
   heatmap: ["heatmap"], sidebar: ["sidebar"], layers: ["layers"], steering: ["steering", "next_tokens", "continuation", "sweep"],
 });
 

@@ -68,6 +68,11 @@ def register_input(name: str, trait: TraitFactory, validate: Callable[[Any, Any]
         INPUT_VALIDATORS[name] = validate
 
 
+class WidgetInputError(QScopeError, t.TraitError):
+    """A bad value set on a widget input: raised at once, the widget keeps its previous value. (Defined here, below
+    the widgets that raise it, so a panel module can raise it without importing the view class.)"""
+
+
 @dataclass(frozen=True)
 class PanelInput:
     """Everything a panel function may read."""

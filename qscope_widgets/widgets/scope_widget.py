@@ -29,8 +29,8 @@ from ..steering import Mode, Steering, SteeringEdit
 from . import assets
 from .features import FeatureInfo
 from .live_steering import LiveSteering
-from .panels import (INPUT_TRAITS, INPUT_VALIDATORS, NOT_A_REQUEST, PanelInput, compute_panels, get_panels,
-                     layers_needed, view_traits)
+from .panels import (INPUT_TRAITS, INPUT_VALIDATORS, NOT_A_REQUEST, PanelInput, WidgetInputError, compute_panels,
+                     get_panels, layers_needed, view_traits)
 from .scheduler import Job, RunScheduler, Superseded
 from .search import search_features
 from .status import error_text
@@ -44,10 +44,6 @@ STREAM_INTERVAL_S = 0.05  # the streamed continuation is sent at most this often
 SUPERSEDE_AFTER_S = 0.3  # a forward running longer than this is abandoned as soon as a newer request exists
 _VALIDATED = ("layer", "selected_feature", "selected_token", "color_by", "continuation_tokens", "steer_positions",
               "seed", "temperature", "edits")
-
-
-class WidgetInputError(QScopeError, t.TraitError):
-    """A bad value set on a widget input: raised at once, the widget keeps its previous value."""
 
 
 class _ViewMeta(type(anywidget.AnyWidget)):  # type: ignore[misc]

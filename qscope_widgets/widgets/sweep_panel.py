@@ -31,7 +31,7 @@ import traitlets as t
 from ..errors import QScopeError
 from ..steering import SteeringEdit
 from ..steering_eval import CONTROLS, FeatureActivation, TargetLogProb
-from .panels import PanelInput, frozen_value, panel, register_input
+from .panels import PanelInput, WidgetInputError, frozen_value, panel, register_input
 from .scheduler import Superseded
 from .status import error_text
 from .view_state import steer_positions
@@ -149,8 +149,6 @@ class RequestDict(t.Dict):
 
     def validate(self, obj: Any, value: Any) -> Any:
         if not isinstance(value, dict):
-            from .scope_widget import WidgetInputError  # the view's error: a QScopeError and a TraitError
-
             try:
                 check_sweep_request(None, value)
             except QScopeError as exc:
