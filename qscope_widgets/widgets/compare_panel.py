@@ -10,8 +10,6 @@ selected one, else the top row). The contrast and the second prompt's forward ar
 
 from __future__ import annotations
 
-import weakref
-from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -20,14 +18,14 @@ import traitlets as t
 from ..errors import PromptError, QScopeError
 from ..steering import SteeringEdit
 from .panels import PanelInput, panel, register_input
+from .owned_cache import OwnedLRU
 from .scope_widget import ScopeWidget, WidgetInputError
 from .status import error_text
 from .view_state import f32, to_numpy
 
 COMPARE_ROWS = 20          # rows of the ranked difference list shipped to the page
 PRESETS = ("0.5x", "2x", "10x")
-_CACHE_SIZE = 8
-_CACHES: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
+RESULTS = OwnedLRU(8)  # contrasts and second-prompt traces kept per scope
 
 
 def check_prompt_b(scope: Any, value: Any) -> str:
@@ -49,23 +47,11 @@ class PromptText(t.Unicode):
 register_input("prompt_b", lambda: PromptText(""), validate=check_prompt_b)
 
 
-def _cached(scope: Any, key: tuple, make: Any) -> Any:
-    cache = _CACHES.setdefault(scope, OrderedDict())
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    value = make()
-    cache[key] = value
-    while len(cache) > _CACHE_SIZE:
-        cache.popitem(last=False)
-    return value
-
-
 def compare_rows(scope: Any, a: str, b: str, layer: int, n: int = COMPARE_ROWS) -> list[dict[str, Any]]:
     """The head of ``scope.contrast(a, b, layers=[layer])`` as plain rows with the three steering presets."""
     from ..contrast import steering_presets  # analysis layer, imported lazily
 
-    df = _cached(scope, ("contrast", a, b, layer), lambda: scope.contrast(a, b, layers=[layer]))
+    df = RESULTS.get(scope, ("contrast", a, b, layer), lambda: scope.contrast(a, b, layers=[layer]))
     rows = []
     for _, r in df.head(n).iterrows():
         presets = steering_presets(r)
@@ -95,7 +81,7 @@ def compare_panel(p: PanelInput) -> dict[str, Any]:
     rows = compare_rows(p.scope, a, b, layer)
     feature = p.view.selected_feature if p.view.selected_feature >= 0 else (rows[0]["feature"] if rows else -1)
     edits = p.traces.request.edits
-    trace_b = _cached(p.scope, ("trace", b, layer, edits),
+    trace_b = RESULTS.get(p.scope, ("trace", b, layer, edits),
                       lambda: p.scope.run(b, layers=[layer], steering=list(edits) or None))
     if feature >= 0:
         va, vb = _activation(p.trace, layer, feature), _activation(trace_b, layer, feature)

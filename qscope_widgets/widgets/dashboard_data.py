@@ -11,12 +11,11 @@ feature's activation on each token; and turns a context back into a prompt the e
 from __future__ import annotations
 
 import math
-import weakref
-from collections import OrderedDict
 from typing import Any, Sequence
 
 from ..errors import PromptError, QScopeError
 from ..validate import format_feature_url
+from .owned_cache import OwnedLRU
 
 N_BANDS = 4          # equal-width activation bands over [0, max_activation]
 PER_BAND = 3         # sampled contexts shown per band
@@ -24,22 +23,8 @@ MAX_TRY_CHARS = 20_000  # a try-your-own text longer than this is refused before
 NO_SAMPLES_NOTE = ("this index has no sampled contexts (it was built before range sampling): only the top "
                    "contexts are shown; rebuild the index to see contexts from several activation ranges")
 EMPTY_TRY = "the text to try is empty: type a sentence to see where this feature fires on it"
-_CARD_CACHE = 64     # dashboards kept per index (a prompt change re-keys every panel; the card is the same)
-_TRY_CACHE = 8       # try-your-own runs kept per scope, by (text, layer)
-_CARDS: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
-_TRIES: "weakref.WeakKeyDictionary[Any, OrderedDict]" = weakref.WeakKeyDictionary()
-
-
-def _lru(store: "weakref.WeakKeyDictionary[Any, OrderedDict]", owner: Any, key: tuple, size: int, make: Any) -> Any:
-    cache = store.setdefault(owner, OrderedDict())
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    value = make()
-    cache[key] = value
-    while len(cache) > size:
-        cache.popitem(last=False)
-    return value
+CARDS = OwnedLRU(64)   # dashboards kept per index (a prompt change re-keys every panel; the card is the same)
+TRIES = OwnedLRU(8)    # try-your-own runs kept per scope, by (text, layer)
 
 
 # ------------------------------------------------------------------------------------------------ the card
@@ -108,7 +93,7 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "", n_bands
     index = getattr(scope, "feature_index", None)
     indexed = index is not None and layer in index.layers
     owner = index if indexed else sae
-    card = _lru(_CARDS, owner, (layer, feature, n_bands, per_band), _CARD_CACHE,
+    card = CARDS.get(owner, (layer, feature, n_bands, per_band),
                 lambda: _build(scope, index if indexed else None, sae, layer, feature, n_bands, per_band))
     data = dict(card)
     data["url"] = format_feature_url(url, layer, feature)  # http(s) only: the page opens it
@@ -175,7 +160,7 @@ def try_text(scope: Any, layer: int, feature: int, text: str, cancel: Any = None
             raise PromptError(f"the text to try cannot run: {exc}") from exc
         return list(trace.tokens), [int(i) for i in trace.token_ids.tolist()], trace.layers[layer]
 
-    tokens, ids, codes = _lru(_TRIES, scope, (text, layer), _TRY_CACHE, run)
+    tokens, ids, codes = TRIES.get(scope, (text, layer), run)
     acts = [float(a) for a in codes.activation_of(feature).float().tolist()]
     center = max(range(len(acts)), key=lambda i: acts[i]) if acts else 0
     return {"text": text, "layer": layer, "feature": feature, "tokens": tokens, "acts": acts, "token_ids": ids,
