@@ -125,3 +125,29 @@ def hook_snapshot(scope) -> list[tuple]:
     """Forward hooks on every decoder layer. transformers installs its own persistent output-recording hooks the
     first time ``output_hidden_states`` is used, so tests compare snapshots rather than expecting none."""
     return [tuple(layer._forward_hooks) + tuple(layer._forward_pre_hooks) for layer in scope.layers]
+
+
+def dense_firings(scope, docs, layer, chunk_len):
+    """Every nonzero code of every token, straight from ``scope.run`` per chunk of ``chunk_len`` tokens (the index
+    builder's windows): the brute-force reference the index tests compare against. Columns: feature, activation,
+    document, position (token offset in the document)."""
+    import pandas as pd
+
+    rows = []
+    for d, text in enumerate(docs):
+        ids = scope.tokenizer(text, add_special_tokens=False)["input_ids"]
+        for start in range(0, len(ids), chunk_len):
+            chunk = ids[start:start + chunk_len]
+            dense = scope.run(chunk, layers=[layer]).layers[layer].dense()
+            for p in range(len(chunk)):
+                for f in torch.nonzero(dense[p]).flatten().tolist():
+                    rows.append((f, float(dense[p, f]), d, start + p))
+    return pd.DataFrame(rows, columns=["feature", "activation", "document", "position"])
+
+
+@pytest.fixture(scope="module")
+def demo():
+    """The embedded demo scope, one per test module (a module's widgets and caches don't leak into the next)."""
+    from qscope_widgets import Scope
+
+    return Scope.demo()

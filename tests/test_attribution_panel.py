@@ -17,13 +17,6 @@ PROMPT = "In the beginning God created the heaven and the"
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
-@pytest.fixture(scope="module")
 def view(demo):
     v = AttributionView(demo, PROMPT, " earth", layer=3)
     yield v

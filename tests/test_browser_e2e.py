@@ -65,17 +65,21 @@ def set_range(page, selector: str, value: float) -> None:
         el.dispatchEvent(new Event('change', {bubbles: true})); }""", value)
 
 
-def kernel_view_when(kc, accept, timeout: float = 60.0) -> dict:
-    """Poll the kernel until its explorer state satisfies ``accept``: the UI's last message travels browser ->
-    server -> kernel and may arrive after a request sent straight from this test."""
+def kernel_state_when(kc, code: str, accept, timeout: float = 60.0) -> dict:
+    """Poll the kernel (``code`` prints the state as JSON) until the state satisfies ``accept``: the UI's last
+    message travels browser -> server -> kernel and may arrive after a request sent straight from this test."""
     deadline = time.monotonic() + timeout
     while True:
-        view = kernel_eval_json(kc, KERNEL_VIEW)
-        if accept(view):
-            return view
+        state = kernel_eval_json(kc, code)
+        if accept(state):
+            return state
         if time.monotonic() > deadline:
-            raise AssertionError(f"the kernel never reached the expected state; last: {view}")
+            raise AssertionError(f"the kernel never reached the expected state; last: {state}")
         time.sleep(0.2)
+
+
+def kernel_view_when(kc, accept, timeout: float = 60.0) -> dict:
+    return kernel_state_when(kc, KERNEL_VIEW, accept, timeout)
 
 
 def assert_page_matches_kernel(page, kc, accept=lambda view: True) -> dict:
@@ -227,14 +231,7 @@ print(json.dumps({"seq": ex.result_seq, "prompt": ex.prompt, "layer": ex.layer, 
 
 
 def kernel_explorer_when(kc, accept, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        state = kernel_eval_json(kc, KERNEL_EXPLORER)
-        if accept(state):
-            return state
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the kernel's explorer never reached the expected state; last: {state}")
-        time.sleep(0.2)
+    return kernel_state_when(kc, KERNEL_EXPLORER, accept, timeout)
 
 
 def exercise_token_keys(page, kc) -> None:

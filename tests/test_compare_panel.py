@@ -18,13 +18,6 @@ LAYER = 3
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
-@pytest.fixture(scope="module")
 def view(demo):
     v = demo.compare(A, B, layer=LAYER)
     yield v

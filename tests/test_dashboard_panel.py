@@ -23,13 +23,6 @@ PROMPT = "In the beginning God created the heaven and the earth."
 LAYER, FEATURE = 3, 2360  # the demo's biblical feature
 
 
-@pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
 def sample(act: float, rank: int = 0) -> dict:
     return {"rank": rank, "activation": act, "document": rank, "position": 5, "tokens": ["a", " b", " c"],
             "acts": [0.0, act, 0.0], "center": 1, "token_ids": [1, 2, 3]}

@@ -18,13 +18,6 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
-@pytest.fixture(scope="module")
 def explorer(demo):
     ex = demo.explore(PROMPT)
     yield ex

@@ -75,13 +75,6 @@ def browser():
             b.close()
 
 
-@pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
 def drawn(page) -> list[float]:
     return page.eval_on_selector_all(f"{VIEW} [data-qscope='heatmap'] .qscope-token",
                                      "els => els.map(e => Number(e.dataset.value))")

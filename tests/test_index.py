@@ -10,7 +10,7 @@ from qscope_widgets import Scope
 from qscope_widgets.errors import FeatureIndexError, QScopeError, UnknownLayerError
 from qscope_widgets.index import FeatureIndex, build_index, search_by_example
 
-from conftest import make_saes
+from conftest import dense_firings, make_saes
 
 DOCS = [
     "The quick brown fox jumps over the lazy dog. " * 3,
@@ -28,25 +28,11 @@ def scope3(qwen3, tokenizer):
     return Scope(qwen3, tokenizer, make_saes(64, range(4), d_sae=256, k=8))
 
 
-def brute_force(scope, docs, layer, chunk_len):
-    """Dense codes of every token, straight from scope.run per chunk."""
-    rows = []
-    for d, text in enumerate(docs):
-        ids = scope.tokenizer(text, add_special_tokens=False)["input_ids"]
-        for start in range(0, len(ids), chunk_len):
-            chunk = ids[start:start + chunk_len]
-            dense = scope.run(chunk, layers=[layer]).layers[layer].dense()
-            for p in range(len(chunk)):
-                for f in torch.nonzero(dense[p]).flatten().tolist():
-                    rows.append((f, float(dense[p, f]), d, start + p))
-    return pd.DataFrame(rows, columns=["feature", "activation", "document", "position"])
-
-
 def test_top_contexts_and_stats_equal_brute_force(scope3, tmp_path):
     docs = DOCS[:7]
     idx = build_index(scope3, docs, out_dir=tmp_path / "idx", layers=[1], chunk_len=24, batch_size=3, top_n=4,
                       progress=False)
-    ref = brute_force(scope3, docs, 1, 24)
+    ref = dense_firings(scope3, docs, 1, 24)
     feats = idx.features(1)
     counts = ref.groupby("feature").size()
     assert feats.set_index("feature")["count"].loc[counts.index].tolist() == counts.tolist()

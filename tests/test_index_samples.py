@@ -18,7 +18,7 @@ from qscope_widgets.index import FeatureAccumulator, FeatureIndex, build_index
 from qscope_widgets.index.accumulator import STATE_KEYS, sample_keys, splitmix64
 from qscope_widgets.index.files import BUILD_KEY, write_json, write_table
 
-from conftest import make_saes
+from conftest import dense_firings, make_saes
 
 DOCS = [f"{i}. " + t for i, t in enumerate([
     "The quick brown fox jumps over the lazy dog. " * 2,
@@ -65,17 +65,9 @@ def test_sample_key_is_splitmix64_of_document_position_feature():
 
 
 def brute_force(scope, docs, layer, chunk_len):
-    """Every firing, from dense codes of each chunk via scope.run."""
-    rows = []
-    for d, text in enumerate(docs):
-        ids = scope.tokenizer(text, add_special_tokens=False)["input_ids"]
-        for start in range(0, len(ids), chunk_len):
-            chunk = ids[start:start + chunk_len]
-            dense = scope.run(chunk, layers=[layer]).layers[layer].dense()
-            for p in range(len(chunk)):
-                for f in torch.nonzero(dense[p] > 0).flatten().tolist():
-                    rows.append((f, float(dense[p, f]), d, start + p))
-    df = pd.DataFrame(rows, columns=["feature", "activation", "document", "position"])
+    """Every firing (a positive code), from dense codes of each chunk via scope.run, with its sampling key."""
+    df = dense_firings(scope, docs, layer, chunk_len)
+    df = df[df.activation > 0].reset_index(drop=True)
     df["key"] = sample_keys(torch.tensor(df.document.values), torch.tensor(df.position.values),
                             torch.tensor(df.feature.values)).numpy()
     return df

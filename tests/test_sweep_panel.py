@@ -20,13 +20,6 @@ TINY = dict(prompts=PROMPTS, strengths=[30.0], seeds=[0], max_new_tokens=2)
 
 
 @pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
-@pytest.fixture(scope="module")
 def swept(demo):
     ex = Explorer(demo, PROMPT, layer=3)
     ex.pin(3, 2360, 30.0)

@@ -17,13 +17,6 @@ from qscope_widgets.widgets.view_state import normalize_edit_rows, slider_bounds
 PROMPT = "In the beginning God created the heaven and the earth."
 
 
-@pytest.fixture(scope="module")
-def demo():
-    from qscope_widgets import Scope
-
-    return Scope.demo()
-
-
 def front_end_sets(widget, **state):
     widget.set_state(state)
 
