@@ -94,7 +94,7 @@ def feature_data(scope: Any, layer: int, feature: int, *, url: str = "", n_bands
     indexed = index is not None and layer in index.layers
     owner = index if indexed else sae
     card = CARDS.get(owner, (layer, feature, n_bands, per_band),
-                lambda: _build(scope, index if indexed else None, sae, layer, feature, n_bands, per_band))
+                     lambda: _build(scope, index if indexed else None, sae, layer, feature, n_bands, per_band))
     data = dict(card)
     data["url"] = format_feature_url(url, layer, feature)  # http(s) only: the page opens it
     return data
